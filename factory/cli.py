@@ -1,0 +1,167 @@
+"""``factory`` command line: thin dispatch to the package's functions (no logic lives here).
+
+    factory validate CONFIG            check a config file, print the resolved values
+    factory run CONFIG [--set k=v]     the whole distillation run (same code as pipelines/distill.py)
+    factory refresh CONFIG             incremental refresh against the latest snapshot
+    factory train CONFIG --snapshot V  student SFT on a committed snapshot (local, or --submit to Ray Jobs)
+    factory eval CONFIG [--checkpoint DIR]
+    factory report SNAPSHOT_DIR        rebuild a snapshot's HTML report
+    factory jobs [--address A] [--wait ID]
+    factory tiny build --out DIR       build the tiny test models
+    factory serve --model DIR          Gradio chat UI for a checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set generation.sampling.n=2 (value parsed as YAML)")
+
+
+def _load(args):
+    from factory.config import load_config
+
+    return load_config(args.config, tuple(args.overrides))
+
+
+def _print_summary(summary) -> None:
+    print("\n== distill-factory run ==")
+    for stage, c in summary.counts.items():
+        print(f"  {stage:<10} {c['in']:>7} → {c['out']:>7}")
+    for reason, n in summary.drops.items():
+        print(f"  dropped {reason}: {n}")
+    for name, result in summary.eval.items():
+        if isinstance(result, dict) and "accuracy" in result:
+            print(f"  eval {name}: accuracy {result['accuracy']:.3f} on {result.get('problems')} problems")
+    print(f"  dataset:    {summary.dataset}")
+    print(f"  manifest:   {summary.manifest}")
+    print(f"  checkpoint: {summary.checkpoint}")
+    print(f"  report:     {summary.report}")
+    print(json.dumps(summary.headline()))
+
+
+def cmd_validate(args) -> int:
+    cfg = _load(args)
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    print(f"{args.config}: ok", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from factory.flow import run_distill
+
+    _print_summary(run_distill(_load(args)))
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    from factory.refresh import run_refresh
+
+    _print_summary(run_refresh(_load(args)))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from factory.launch import train_command
+
+    return train_command(_load(args), args.config, args.snapshot, submit=args.submit, address=args.address,
+                         overrides=tuple(args.overrides))
+
+
+def cmd_eval(args) -> int:
+    from factory.evaluate import eval_command
+
+    print(json.dumps(eval_command(_load(args), args.checkpoint), indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from factory.report import build_report
+
+    print(build_report(args.snapshot))
+    return 0
+
+
+def cmd_jobs(args) -> int:
+    from factory.launch import jobs_command
+
+    return jobs_command(args.address, args.wait, args.timeout)
+
+
+def cmd_tiny(args) -> int:
+    from factory import tiny
+
+    return tiny.main(["build", "--out", args.out, "--seed", str(args.seed)])
+
+
+def cmd_serve(args) -> int:
+    from factory.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, allow_remote=args.allow_remote, backend=args.backend)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factory", description="distill-factory")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in (("validate", cmd_validate), ("run", cmd_run), ("refresh", cmd_refresh)):
+        p = sub.add_parser(name)
+        _config_args(p)
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("train")
+    _config_args(p)
+    p.add_argument("--snapshot", default="latest", help="snapshot version to train on")
+    p.add_argument("--submit", action="store_true", help="submit as a Ray job instead of running here")
+    p.add_argument("--address", default=None, help="Ray dashboard address for --submit")
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("eval")
+    _config_args(p)
+    p.add_argument("--checkpoint", default=None, help="student checkpoint to evaluate")
+    p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("report")
+    p.add_argument("snapshot", help="snapshot directory")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("jobs")
+    p.add_argument("--address", default=None)
+    p.add_argument("--wait", default=None, metavar="SUBMISSION_ID")
+    p.add_argument("--timeout", type=float, default=3600.0)
+    p.set_defaults(fn=cmd_jobs)
+    p = sub.add_parser("tiny")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_tiny)
+    p = sub.add_parser("serve")
+    p.add_argument("--model", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--allow-remote", action="store_true", help="required to bind a non-loopback address")
+    p.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
+    p.set_defaults(fn=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from factory.config import ConfigError
+    from factory.stages.ingest import PromptValidationError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, PromptValidationError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

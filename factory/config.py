@@ -1,0 +1,174 @@
+"""Typed, validated run configuration: YAML → :class:`FactoryConfig`.
+
+Contract: :func:`load_config` rejects, before any Ray work starts, unknown keys, wrong types
+(validation is pydantic's strict mode over the YAML's JSON form, so ``"False"`` is not a bool and
+``"3"`` is not an int), and contradictory values; every error names the dotted field path. Each
+stage owns its section class in its own module; this module only composes them and checks rules
+that span sections. YAML files hold values only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from factory.sections import Section
+from factory.stages.decontam import DecontamConfig
+from factory.stages.dedup import DedupConfig
+from factory.stages.filter import FilterConfig
+from factory.stages.generate import GenerationConfig
+from factory.stages.ingest import PromptsConfig, PromptSource
+from factory.stages.reward import RewardConfig
+from factory.stages.verify import VerifyConfig
+from factory.store import StoreConfig
+from factory.train.config import TrainConfig
+
+
+class RayConfig(Section):
+    """How the driver joins Ray."""
+
+    address: str | None = None
+    """``None`` joins the cluster a submitted job runs in, or starts a local instance."""
+    num_cpus: int | None = None
+    """CPUs of a local instance (ignored when joining a cluster)."""
+
+
+class RunConfig(Section):
+    """Run identity and where run-local files go."""
+
+    name: str
+    """Names the run directory and the Ray job."""
+    work_dir: str = "runs"
+    """Run directories (checkpoints, logs, training output) live under here, outside git."""
+    seed: int = 0
+    """Base seed; every stage derives its own from it."""
+    ray: RayConfig = RayConfig()
+    """Ray connection."""
+
+
+class EvalConfig(Section):
+    """Held-out evaluation of teacher and student through the generation stage and verifiers."""
+
+    enabled: bool = True
+    """Off skips evaluation (e.g. dataset-only refresh runs)."""
+    heldout: list[PromptSource] = []
+    """Verifiable held-out prompt sets (never trained on)."""
+    temperature: float = 0.0
+    """0 = greedy pass@1; >0 with ``samples > 1`` gives maj@k."""
+    top_p: float = 1.0
+    """Nucleus sampling for maj@k runs."""
+    samples: int = 1
+    """Samples per problem (k of maj@k)."""
+    max_tokens: int = 256
+    """Generation budget per answer."""
+    evaluate_teacher: bool = True
+    """Teacher accuracy is the reference the student ratio is taken against."""
+    evaluate_student_before: bool = True
+    """The untrained student's accuracy shows what distillation added."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalConfig":
+        if self.enabled and not self.heldout:
+            raise ValueError("heldout must name at least one prompt source when eval is enabled")
+        if self.samples <= 0:
+            raise ValueError("samples must be > 0")
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError("samples > 1 needs temperature > 0 (greedy samples are identical)")
+        return self
+
+
+class FactoryConfig(Section):
+    """A whole distillation run."""
+
+    run: RunConfig
+    """Run identity."""
+    prompts: PromptsConfig
+    """Prompt sources."""
+    generation: GenerationConfig
+    """Teacher generation."""
+    verify: VerifyConfig = VerifyConfig()
+    """Rule-based verifiers."""
+    reward: RewardConfig = RewardConfig()
+    """Reward-model scoring."""
+    filter: FilterConfig = FilterConfig()
+    """Quality filters and rejection sampling."""
+    dedup: DedupConfig = DedupConfig()
+    """Exact and MinHash dedup."""
+    decontam: DecontamConfig = DecontamConfig()
+    """Decontamination against eval sets."""
+    store: StoreConfig
+    """Where the snapshot is committed."""
+    train: TrainConfig | None = None
+    """Student SFT; absent = dataset only."""
+    eval: EvalConfig = EvalConfig(enabled=False)
+    """Held-out evaluation."""
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "FactoryConfig":
+        rejection = self.filter.rejection
+        if (rejection.min_reward is not None or rejection.best_of_n) and not self.reward.enabled:
+            raise ValueError("filter.rejection uses rewards (min_reward/best_of_n) but reward.enabled is false")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config file that does not validate; the message lists every bad field by dotted path."""
+
+
+def _format(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  {path}: {item['msg']}")
+    return f"{origin}: invalid config\n" + "\n".join(lines)
+
+
+def _apply_override(data: dict, assignment: str) -> None:
+    """``a.b.c=value``: value parsed as YAML, so ``n=4`` is an int and ``x=false`` a bool."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r} must look like section.field=value")
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def parse_config(data: Any, origin: str = "<config>", overrides: tuple[str, ...] = ()) -> FactoryConfig:
+    """Validate already-parsed YAML data (strictly) into a FactoryConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    try:
+        text = json.dumps(data)
+    except TypeError as e:  # dates and other YAML-only types are not config values
+        raise ConfigError(f"{origin}: {e}") from e
+    try:
+        return FactoryConfig.model_validate_json(text, strict=True)
+    except ValidationError as e:
+        raise ConfigError(_format(e, origin)) from None
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> FactoryConfig:
+    """Read a YAML file and validate it; see the module docstring."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return parse_config(data, str(path), overrides)
+
+
+def config_hash(section: Section) -> str:
+    """Stable hash of a config (or section) value: same values → same hash, across processes."""
+    canonical = json.dumps(section.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,106 @@
+"""vLLM backend: one ``AsyncLLM`` per actor, many prompts in flight (continuous batching).
+
+Each prompt is its own request with vLLM's native ``n`` (the n samples share the prompt's prefill
+and, with prefix caching, its KV blocks); requests of every batch the actor holds are decoded
+together, so one long chain of thought never holds back others. A request vLLM rejects becomes
+``engine_error`` for that prompt only; ``EngineDeadError`` (the engine core process died) raises
+``EngineDead``. Not covered: multi-node PP placement beyond what vLLM's Ray executor does itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from factory.engines.base import (
+    STATUS_ENGINE_ERROR,
+    STATUS_OK,
+    EngineDead,
+    PromptRequest,
+    PromptResult,
+    Sample,
+)
+from factory.engines.config import EngineConfig
+
+log = logging.getLogger(__name__)
+
+
+def engine_kwargs(cfg: EngineConfig, model_dir: str) -> dict:
+    """vLLM engine arguments for ``cfg``; shared with the benchmark's raw ``vllm.LLM`` baseline."""
+    return dict(
+        model=model_dir,
+        revision=cfg.revision if model_dir == cfg.model else None,
+        trust_remote_code=cfg.trust_remote_code,
+        dtype=cfg.dtype,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        pipeline_parallel_size=cfg.pipeline_parallel_size,
+        distributed_executor_backend="uni" if cfg.num_devices == 1 else "ray",
+        max_model_len=cfg.max_model_len,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_num_seqs=cfg.max_num_seqs,
+        enable_prefix_caching=cfg.enable_prefix_caching,
+        enforce_eager=cfg.enforce_eager,
+    )
+
+
+class VllmEngine:
+    """``factory.engines.base.Engine`` on vLLM's async engine."""
+
+    backend = "vllm"
+
+    def __init__(self, cfg: EngineConfig, model_dir: str):
+        import vllm
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.version = vllm.__version__
+        args = AsyncEngineArgs(**engine_kwargs(cfg, model_dir), disable_log_stats=True)
+        self._llm = AsyncLLM.from_engine_args(args)
+        self.max_model_len = self._llm.model_config.max_model_len
+
+    async def generate(self, request: PromptRequest) -> PromptResult:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        spec = request.sampling
+        params = SamplingParams(
+            n=spec.n,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            max_tokens=spec.max_tokens,
+            seed=spec.seed,
+            logprobs=0,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        final = None
+        try:
+            stream = self._llm.generate(
+                {"prompt_token_ids": request.prompt_token_ids}, params, request.request_id
+            )
+            async for output in stream:
+                final = output
+        except EngineDeadError as exc:
+            raise EngineDead(f"vLLM engine died: {exc}") from exc
+        except Exception as exc:  # a request the engine rejected: this prompt only
+            if self._llm.errored:
+                raise EngineDead(f"vLLM engine errored: {exc!r}") from exc
+            log.warning("vLLM rejected request %s: %r", request.request_id, exc)
+            return PromptResult(request.request_id, STATUS_ENGINE_ERROR, error=repr(exc)[:2000])
+        if final is None or len(final.outputs) != spec.n:
+            got = 0 if final is None else len(final.outputs)
+            return PromptResult(
+                request.request_id, STATUS_ENGINE_ERROR, error=f"vLLM returned {got} of {spec.n} samples"
+            )
+        samples = [
+            Sample(
+                text=out.text,
+                completion_tokens=len(out.token_ids),
+                finish_reason=out.finish_reason,
+                cumulative_logprob=out.cumulative_logprob,
+            )
+            for out in sorted(final.outputs, key=lambda o: o.index)
+        ]
+        return PromptResult(request.request_id, STATUS_OK, samples)
+
+    def close(self) -> None:
+        self._llm.shutdown()

@@ -1,0 +1,241 @@
+"""The distillation flow: prompts → teacher samples → scores → filters → dedup → decontamination →
+committed snapshot → student SFT → evaluation → report.
+
+``pipelines/distill.py`` (a ``ray job submit`` entrypoint) and ``factory run`` both call
+:func:`run_distill`, so a submitted job and a local run execute the same code. Stages say *what*
+is done; resources come from each stage's config section.
+
+Contract: config and prompts are validated before Ray starts. Generation checkpoints under the run
+directory, so rerunning the same run after a crash resumes instead of regenerating. The snapshot is
+committed atomically by the store; training reads only the committed, manifest-listed files. The
+snapshot's manifest is immutable once committed: training, evaluation and the report are written
+beside it (``run_summary.json``, ``report.html``), named in the manifest up front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from factory.config import FactoryConfig, config_hash
+from factory.runtime import ray_session
+from factory.stages.ingest import ingest
+
+log = logging.getLogger("factory")
+
+RUN_SUMMARY = "run_summary.json"
+REPORT = "report.html"
+
+
+@dataclass
+class StageLog:
+    """Per-stage rows in/out and wall time, for the manifest, the logs and the report."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, rows_in: int) -> Iterator[dict]:
+        out: dict[str, int] = {}
+        start = time.perf_counter()
+        log.info("stage %s: start, %d rows in", name, rows_in)
+        yield out
+        seconds = time.perf_counter() - start
+        rows_out = out.get("rows_out", rows_in)
+        self.counts[name] = {"in": rows_in, "out": rows_out}
+        self.timings[name] = {"seconds": round(seconds, 3), "rows_per_s": round(rows_in / seconds, 2) if seconds else 0.0}
+        log.info("stage %s: done, %d → %d rows in %.1fs", name, rows_in, rows_out, seconds)
+
+
+@dataclass
+class RunSummary:
+    """What a run produced; printed by ``factory run`` (last line: one-line JSON)."""
+
+    dataset: str
+    snapshot_version: str
+    manifest: str
+    report: str | None
+    checkpoint: str | None
+    counts: dict[str, dict[str, int]]
+    drops: dict[str, int]
+    eval: dict[str, Any]
+    seconds: float
+
+    def headline(self) -> dict[str, Any]:
+        def acc(key: str) -> float | None:
+            return self.eval.get(key, {}).get("accuracy")
+
+        return {
+            "teacher_acc": acc("teacher"),
+            "student_acc_before": acc("student_before"),
+            "student_acc_after": acc("student_after"),
+            "dataset": self.dataset,
+            "checkpoint": self.checkpoint,
+            "manifest": self.manifest,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def run_dir(cfg: FactoryConfig) -> Path:
+    return Path(cfg.run.work_dir).resolve() / cfg.run.name
+
+
+def build_snapshot(cfg: FactoryConfig, stages: StageLog) -> tuple[Any, dict]:
+    """Run the data half of the factory and commit a snapshot. Returns (snapshot, manifest)."""
+    import ray
+
+    from factory.rows import drop_counts, kept_count, with_filter_columns
+    from factory.stages.decontam import decontaminate
+    from factory.stages.dedup import dedup
+    from factory.stages.filter import apply_filters
+    from factory.stages.generate import generate, read_generation_stats
+    from factory.stages.reward import score
+    from factory.stages.verify import verify
+    from factory.store import SnapshotStore
+
+    with stages.stage("ingest", 0) as out:
+        prompts = ingest(cfg.prompts)
+        out["rows_out"] = prompts.table.num_rows
+    if prompts.table.num_rows == 0:
+        raise ValueError("no valid prompts to generate from")
+    directory = run_dir(cfg)
+    gen_dir = directory / "generation"
+    ds = ray.data.from_arrow(prompts.table)
+    with stages.stage("generate", prompts.table.num_rows) as out:
+        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir)).map_batches(
+            with_filter_columns, batch_format="pyarrow").materialize()
+        out["rows_out"] = ds.count()
+    samples = ds.count()
+    with stages.stage("verify", samples):
+        ds = verify(ds, cfg.verify).materialize()
+    if cfg.reward.enabled:
+        with stages.stage("reward", samples):
+            ds = score(ds, cfg.reward).materialize()
+    for name, step in (
+        ("filter", lambda d: (apply_filters(d, cfg.filter), None)),
+        ("dedup", lambda d: dedup(d, cfg.dedup, prior_signatures=_prior_signatures(cfg))),
+        ("decontam", lambda d: decontaminate(d, cfg.decontam)),
+    ):
+        rows_in = kept_count(ds)
+        with stages.stage(name, rows_in) as out:
+            ds, stats = step(ds)
+            ds = ds.materialize()
+            out["rows_out"] = kept_count(ds)
+        if stats is not None:
+            stages.counts[name]["stats"] = stats
+    drops = dict(sorted(drop_counts(ds).items()))
+    drops.update({k: v for k, v in prompts.skipped.items()})
+    store = SnapshotStore(cfg.store.root, cfg.store.dataset)
+    with stages.stage("commit", kept_count(ds)) as out:
+        snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir)))
+        out["rows_out"] = sum(f["rows"] for f in manifest["files"])
+    return snapshot, manifest
+
+
+def _prior_signatures(cfg: FactoryConfig) -> list[str] | None:
+    from factory.store import SnapshotStore
+
+    if not cfg.dedup.cross_snapshot:
+        return None
+    latest = SnapshotStore(cfg.store.root, cfg.store.dataset).latest()
+    return latest.side_files("signatures") if latest else None
+
+
+def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, generation_stats: dict):
+    from factory.rows import dropped_rows, kept_rows, to_dataset_rows
+    from factory.stages.dedup import write_signatures
+    from factory.store import code_version
+
+    staged = store.begin()
+    kept = ds.map_batches(kept_rows, batch_format="pyarrow")
+    dataset = kept.map_batches(to_dataset_rows, batch_format="pyarrow").sort(["prompt_id", "sample_index"])
+    dataset.write_parquet(staged.data_dir, compression="zstd", row_group_size=cfg.store.row_group_rows,
+                          max_rows_per_file=cfg.store.rows_per_file)
+    if cfg.store.keep_dropped_side_table:
+        ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"), compression="zstd")
+    write_signatures(kept, cfg.dedup, staged.side_dir("signatures"))
+    engine = cfg.generation.engine
+    manifest = {
+        "run": cfg.run.name,
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": config_hash(cfg),
+        "code_version": code_version(),
+        "lineage": {
+            "teacher": {"model": engine.model, "revision": engine.revision, "backend": engine.backend},
+            "sampling": cfg.generation.sampling.model_dump(mode="json"),
+            "prompting": cfg.generation.prompting.model_dump(mode="json"),
+            "reward_model": ({"model": cfg.reward.model, "revision": cfg.reward.revision} if cfg.reward.enabled else None),
+            "prompt_sources": [s.model_dump(mode="json") for s in cfg.prompts.sources],
+        },
+        "counts": stages.counts,
+        "timings": stages.timings,
+        "drops": drops,
+        "generation": generation_stats,
+        "dedup": stages.counts.get("dedup", {}).get("stats"),
+        "decontam": stages.counts.get("decontam", {}).get("stats"),
+        "run_summary": RUN_SUMMARY,
+        "report": REPORT,
+    }
+    snapshot = staged.commit(manifest)
+    return snapshot, snapshot.manifest
+
+
+def run_distill(cfg: FactoryConfig) -> RunSummary:
+    """The whole factory for one config; see the module docstring."""
+    from factory.evaluate import evaluate_models
+
+    start = time.perf_counter()
+    stages = StageLog()
+    with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
+        snapshot, manifest = build_snapshot(cfg, stages)
+        checkpoint = None
+        train_result = None
+        if cfg.train is not None:
+            from factory.train import run_training
+
+            with stages.stage("train", sum(f["rows"] for f in manifest["files"])):
+                train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train"),
+                                            snapshot_version=snapshot.version)
+            checkpoint = train_result.checkpoint_dir
+        results = {}
+        if cfg.eval.enabled:
+            with stages.stage("eval", 0):
+                results = evaluate_models(cfg, checkpoint, str(run_dir(cfg) / "eval"))
+    summary_path = Path(snapshot.path) / RUN_SUMMARY
+    run_summary = {
+        "counts": stages.counts,
+        "timings": stages.timings,
+        "eval": results,
+        "train": _train_summary(train_result),
+        "checkpoint": checkpoint,
+    }
+    summary_path.write_text(json.dumps(run_summary, indent=2, default=str))
+    report = _report(snapshot.path)
+    return RunSummary(
+        dataset=str(snapshot.path), snapshot_version=snapshot.version, manifest=str(Path(snapshot.path) / "_manifest.json"),
+        report=report, checkpoint=checkpoint, counts=stages.counts, drops=manifest["drops"], eval=results,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _train_summary(result) -> dict | None:
+    if result is None:
+        return None
+    data = asdict(result)
+    data.pop("loss_curve", None)
+    return data
+
+
+def _report(snapshot_path: str) -> str | None:
+    from factory.report import build_report
+
+    try:
+        return build_report(snapshot_path)
+    except Exception:  # the report is a view: a plotting failure must not fail a committed run
+        log.exception("report: failed to build for %s", snapshot_path)
+        return None

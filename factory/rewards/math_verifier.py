@@ -1,0 +1,145 @@
+"""Math verifier: final-answer extraction plus symbolic equivalence through math-verify.
+
+``judge_math`` is the pure judgement (runs math-verify in the calling process with its own
+signal-based timeouts disabled, so it works on any thread, but has no time limit).
+``MathVerifier`` adds the per-sample time limit: it runs ``judge_math`` in a persistent child
+process (``factory.rewards.math_worker``) and kills and restarts that child when a sample runs over
+(sympy can hang inside C code, where no signal or thread-based limit can interrupt it).
+
+Status mapping: answer equivalent -> ``correct``; answer extracted but not equivalent (or not
+parseable) -> ``wrong``; no ``\\boxed{}`` / ``####`` answer -> ``no_answer``; over the time limit ->
+``timeout``; missing/unparseable reference, exception or crashed worker -> ``error`` (never ``wrong``).
+Logic tasks use the same verifier (math-verify falls back to exact string comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+
+from factory.rewards.answers import extract_final_answer
+from factory.rewards.verdict import VerdictResult
+
+NAME = "math"
+VERSION = f"1+math-verify-{_dist_version('math-verify')}"
+log = logging.getLogger(__name__)
+
+
+def _result(status: str, detail: str) -> VerdictResult:
+    return VerdictResult(status=status, verifier=NAME, version=VERSION, detail=detail[:500])
+
+
+def reference_answer(reference: str | None) -> str | None:
+    """The gold value in a reference: its ``\\boxed{}`` or ``####`` part, else the whole stripped text."""
+    if reference is None or not reference.strip():
+        return None
+    return extract_final_answer(reference) or reference.strip()
+
+
+def judge_math(answer: str | None, reference: str | None) -> VerdictResult:
+    """Judge one response's answer text against a reference, with no time limit (see module doc)."""
+    from math_verify import parse, verify
+
+    gold_text = reference_answer(reference)
+    if gold_text is None:
+        return _result("error", "no reference answer")
+    predicted = extract_final_answer(answer)
+    if predicted is None:
+        return _result("no_answer", "no \\boxed{} or #### answer")
+    try:
+        gold = parse(f"${gold_text}$", parsing_timeout=None, raise_on_error=True)
+        if not gold:
+            return _result("error", f"reference not parseable: {gold_text!r}")
+        target = parse(f"${predicted}$", parsing_timeout=None, raise_on_error=True)
+        same = bool(target) and verify(gold, target, timeout_seconds=None, raise_on_error=True)
+    except Exception as exc:  # math-verify/sympy failure: the check failed, not the sample
+        return _result("error", f"{type(exc).__name__}: {exc}")
+    return _result("correct" if same else "wrong", f"answer={predicted!r} reference={gold_text!r}")
+
+
+class MathVerifier:
+    """Judges math answers with a wall-clock limit per sample, in a persistent child process.
+
+    Not thread-safe: one caller at a time. ``close()`` (or ``with``) stops the child; a timed-out
+    or crashed child is killed and a fresh one started on the next call (~0.5 s).
+    """
+
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.timeout_s = timeout_s
+        self._proc: subprocess.Popen | None = None
+        self._buffer = b""
+
+    def __call__(self, answer: str | None, reference: str | None) -> VerdictResult:
+        if extract_final_answer(answer) is None and reference_answer(reference) is not None:
+            return _result("no_answer", "no \\boxed{} or #### answer")  # skip the round trip
+        try:
+            proc = self._ensure_worker()
+            proc.stdin.write(json.dumps({"answer": answer, "reference": reference}).encode() + b"\n")
+            proc.stdin.flush()
+            line = self._read_line(proc, time.monotonic() + self.timeout_s)
+        except (OSError, ValueError) as exc:
+            self._kill()
+            return _result("error", f"math worker failed: {type(exc).__name__}: {exc}")
+        if line is None:
+            self._kill()
+            return _result("timeout", f"no verdict within {self.timeout_s}s")
+        reply = json.loads(line)
+        return VerdictResult(**reply)
+
+    def _ensure_worker(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            package_root = str(Path(__file__).resolve().parents[2])
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+            self._buffer = b""
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "factory.rewards.math_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            )
+        return self._proc
+
+    def _read_line(self, proc: subprocess.Popen, deadline: float) -> bytes | None:
+        """One reply line, or None at the deadline; raises OSError if the worker died."""
+        fd = proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise OSError(f"math worker exited with code {proc.wait()}")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                pipe.close()
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        self._kill()
+
+    def __enter__(self) -> MathVerifier:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self._kill()

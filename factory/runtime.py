@@ -1,0 +1,61 @@
+"""Ray session handling shared by every entrypoint.
+
+Contract: :func:`ray_session` joins the cluster a submitted job runs in (or ``address``), else starts
+a local instance bound to this machine; environment variables the workers need (vLLM CPU cache
+size, offline hub) are passed through ``runtime_env`` so they reach workers on every node. It shuts
+Ray down only if it started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+log = logging.getLogger("factory")
+
+# Variables forwarded to every Ray worker when set on the driver.
+FORWARDED_ENV = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "FACTORY_CACHE",
+    "TORCH_EXTENSIONS_DIR",
+    "DS_ACCELERATOR",
+    "OMP_NUM_THREADS",
+)
+# Defaults that keep a CPU-only machine working offline; a cluster's runtime_env may override them.
+DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for Ray workers: the defaults, overridden by what the driver has set."""
+    env = dict(DEFAULT_ENV)
+    env.update({k: os.environ[k] for k in FORWARDED_ENV if k in os.environ})
+    return env
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Join or start Ray for the duration of the block."""
+    import ray
+
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+    started = False
+    if not ray.is_initialized():
+        joining = address or os.environ.get("RAY_ADDRESS")
+        kwargs = {"runtime_env": {"env_vars": worker_env()}, "log_to_driver": True}
+        if joining:
+            ray.init(address=joining, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        started = True
+        log.info("ray: %s", "joined " + joining if joining else "started a local instance")
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()

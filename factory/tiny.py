@@ -1,0 +1,447 @@
+"""Tiny local models for tests and demos: tokenizer, teacher, student and reward model.
+
+Everything is built on CPU from a seed, with no network, and cached under
+``$FACTORY_CACHE/tiny/<spec-hash>`` (FACTORY_CACHE defaults to ``~/.cache/distill-factory``):
+
+- a char-level tokenizer (printable ASCII, tab, newline, and DeepSeek-R1's special tokens as single
+  tokens) saved as a transformers fast tokenizer with an R1-style chat template;
+- a **teacher** ``Qwen2ForCausalLM`` trained on the synthetic arithmetic task
+  (:mod:`factory.synthetic`) in R1's format ("<think>\\n" reasoning "\\n</think>\\n\\n\\boxed{..}");
+- a smaller untrained **student** ``Qwen2ForCausalLM`` for distillation tests;
+- a **reward** ``Qwen2ForSequenceClassification`` (one label) initialised from the teacher and
+  trained briefly to score correct worked solutions above wrong ones.
+
+All attention heads have head_dim 64 (vLLM's CPU attention needs it). A build is byte-for-byte
+deterministic in (SPEC, seed) on a given torch build and thread count. Not covered: quality beyond
+this one synthetic task; the models are for exercising the factory, not for real use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factory import synthetic
+
+BOS, EOS, PAD, UNK = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜unk｜>"
+USER, ASSISTANT, THINK, END_THINK = "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}"
+    "{% elif message['role'] == 'user' %}{{ '" + USER + "' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '" + ASSISTANT + "' + message['content'] + eos_token }}"
+    "{% else %}{{ raise_exception('unknown role: ' + message['role']) }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '" + ASSISTANT + THINK + "\\n' }}{% endif %}"
+)
+"""DeepSeek-R1 style: {bos}{system?}<｜User｜>{user}<｜Assistant｜>{assistant}{eos}; the generation
+prompt forces "<think>\\n", so prompt+generation prompt is a prefix of a rendered assistant turn
+starting with "<think>\\n"."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Size of one tiny Qwen2 model."""
+
+    hidden: int
+    heads: int
+    kv_heads: int
+    layers: int
+    intermediate: int
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Every hyper-parameter of a tiny build; its hash names the cache directory."""
+
+    version: int = 1
+    teacher: Shape = Shape(hidden=256, heads=4, kv_heads=2, layers=3, intermediate=768)
+    student: Shape = Shape(hidden=128, heads=2, kv_heads=1, layers=2, intermediate=384)
+    max_positions: int = 512
+    threads: int = 2
+    train_problems: int = 8000
+    teacher_steps: int = 300
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 20
+    reward_steps: int = 40
+    reward_learning_rate: float = 5e-4
+    eval_problems: int = 200
+    eval_temperature: float = 0.6
+    max_new_tokens: int = 64
+
+    def hash(self) -> str:
+        """Short content hash of the spec (hex)."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+SPEC = TinySpec()
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Paths of a finished build; ``info`` is its tiny_build.json."""
+
+    root: str
+    tokenizer: str
+    teacher: str
+    student: str
+    reward: str
+    info: dict = field(compare=False, hash=False)
+
+
+def _models_at(root: Path) -> TinyModels:
+    info = json.loads((root / "tiny_build.json").read_text())
+    return TinyModels(*(str(root / name) for name in ("", "tokenizer", "teacher", "student", "reward")), info=info)
+
+
+def build_tokenizer():
+    """The char-level fast tokenizer with the R1 chat template (not saved)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [UNK, BOS, EOS, PAD, USER, ASSISTANT]
+    chars = ["\t", "\n"] + [chr(code) for code in range(32, 127)]
+    vocab = {token: index for index, token in enumerate(specials + [THINK, END_THINK] + chars)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    backend.decoder = decoders.Fuse()
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
+    backend.add_tokens([AddedToken(token, special=False, normalized=False) for token in (THINK, END_THINK)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        chat_template=CHAT_TEMPLATE,
+        clean_up_tokenization_spaces=False,
+        model_max_length=SPEC.max_positions,
+    )
+
+
+def _qwen2_config(shape: Shape, tokenizer, spec: TinySpec, **extra):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        num_hidden_layers=shape.layers,
+        intermediate_size=shape.intermediate,
+        max_position_embeddings=spec.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
+def new_model(shape: Shape, tokenizer, seed: int, spec: TinySpec = SPEC, reward: bool = False):
+    """A randomly initialised Qwen2 causal LM (or one-label sequence classifier), seeded."""
+    import torch
+    from transformers import Qwen2ForCausalLM, Qwen2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    if reward:
+        return Qwen2ForSequenceClassification(_qwen2_config(shape, tokenizer, spec, num_labels=1))
+    return Qwen2ForCausalLM(_qwen2_config(shape, tokenizer, spec))
+
+
+def chat_prompt(tokenizer, user: str) -> str:
+    """The rendered prompt (with generation prompt) for one user turn."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+
+
+def _user_variants(question: str) -> list[str]:
+    """Phrasings the teacher is trained on, so pipelines may or may not append the R1 instruction."""
+    return [synthetic.user_message(question)] * 3 + [question, f"{question} {synthetic.R1_INSTRUCTION}"]
+
+
+def sft_examples(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """Token ids (prompt, completion+eos) for (user text, completion after "<think>\\n") pairs."""
+    examples = []
+    for user, completion in pairs:
+        prompt_ids = tokenizer.encode(chat_prompt(tokenizer, user), add_special_tokens=False)
+        completion_ids = tokenizer.encode(completion, add_special_tokens=False) + [tokenizer.eos_token_id]
+        examples.append((prompt_ids, completion_ids))
+    return examples
+
+
+def _batch(examples, pad_id: int):
+    import torch
+
+    width = max(len(p) + len(c) for p, c in examples)
+    ids = torch.full((len(examples), width), pad_id)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (prompt, completion) in enumerate(examples):
+        sequence = prompt + completion
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        labels[row, len(prompt) : len(sequence)] = torch.tensor(completion)
+        mask[row, : len(sequence)] = 1
+    return ids, labels, mask
+
+
+def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float, warmup: int, seed: int) -> float:
+    """Plain-torch SFT (AdamW, linear warmup then linear decay, loss on completion tokens only),
+    drawing batches with a seeded RNG. Returns the last step's loss."""
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.05, (steps - step) / max(1, steps - warmup)))
+    )
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        ids, labels, mask = _batch(rng.sample(examples, batch_size), model.config.pad_token_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+    model.eval()
+    return float(loss)
+
+
+def generate(model, tokenizer, users: list[str], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Completions (decoded after the forced "<think>\\n", special tokens skipped) for user turns;
+    greedy when temperature is 0, else sampled with a seeded torch RNG."""
+    import torch
+
+    prompts = [chat_prompt(tokenizer, user) for user in users]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature else {"do_sample": False}
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
+    return tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> float:
+    """Share of problems whose completion's last boxed answer equals the reference."""
+    users = [synthetic.user_message(problem["prompt"]) for problem in problems]
+    completions = generate(model, tokenizer, users, max_new_tokens, temperature, seed)
+    return sum(synthetic.is_correct(text, p["reference"]) for text, p in zip(completions, problems, strict=True)) / len(problems)
+
+
+def _corrupt(question: str, rng) -> str:
+    """A wrong worked solution: one step's result is off by 1..3 and later steps follow from it."""
+    reasoning, _ = synthetic.solve(question)
+    steps = reasoning.split("\n")
+    bad = rng.randrange(len(steps))
+    total = None
+    lines = []
+    for index, step in enumerate(steps):
+        expression = step.split("=")[0]
+        if total is not None:
+            operator_at = max(expression.rfind("+"), expression.rfind("-"))
+            expression = f"{total}{expression[operator_at:]}"
+        total = eval(expression)  # noqa: S307 - digits and +/- only, built above
+        if index == bad:
+            total = max(0, total + rng.choice([-3, -2, -1, 1, 2, 3])) if total > 3 else total + rng.choice([1, 2, 3])
+        lines.append(f"{expression}={total}")
+    return "\n".join(lines) + f"\n</think>\n\n\\boxed{{{total}}}"
+
+
+def reward_pairs(tokenizer, questions: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Rendered chats (correct, wrong) for the reward model, one pair per question."""
+    import random
+
+    rng = random.Random(seed)
+
+    def render(question: str, completion: str) -> str:
+        messages = [{"role": "user", "content": synthetic.user_message(question)}, {"role": "assistant", "content": f"{THINK}\n{completion}"}]
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+
+    good = [render(q, synthetic.completion_for(q)) for q in questions]
+    bad = [render(q, _corrupt(q, rng)) for q in questions]
+    return good, bad
+
+
+def reward_scores(model, tokenizer, texts: list[str]):
+    """One score per rendered chat (the classifier reads the last non-pad token)."""
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+    return model(**batch).logits[:, 0]
+
+
+def train_reward(model, tokenizer, questions: list[str], spec: TinySpec, seed: int) -> None:
+    """Pairwise (Bradley-Terry) training so correct worked solutions outscore corrupted ones."""
+    import random
+
+    import torch
+
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.reward_learning_rate)
+    model.train()
+    for step in range(spec.reward_steps):
+        good, bad = reward_pairs(tokenizer, rng.sample(questions, spec.batch_size // 2), seed + step)
+        scores = reward_scores(model, tokenizer, good + bad)
+        half = len(good)
+        loss = -torch.nn.functional.logsigmoid(scores[:half] - scores[half:]).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def reward_auc(model, tokenizer, questions: list[str], seed: int) -> float:
+    """AUC of the reward model separating correct from corrupted solutions of ``questions``."""
+    import torch
+
+    good, bad = reward_pairs(tokenizer, questions, seed)
+    with torch.no_grad():
+        good_scores, bad_scores = reward_scores(model, tokenizer, good), reward_scores(model, tokenizer, bad)
+    wins = (good_scores[:, None] > bad_scores[None, :]).float() + 0.5 * (good_scores[:, None] == bad_scores[None, :]).float()
+    return float(wins.mean())
+
+
+def _param_count(model) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _save(model, tokenizer, directory: Path) -> None:
+    from transformers import GenerationConfig
+
+    if hasattr(model, "generation_config"):
+        model.generation_config = GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        )
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+
+
+def _build_into(root: Path, seed: int, spec: TinySpec) -> dict:
+    import random
+
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(root / "tokenizer")
+    questions = [problem["prompt"] for problem in synthetic.make_problems(spec.train_problems, seed)]
+    rng = random.Random(seed)
+    pairs = [(rng.choice(_user_variants(q)), synthetic.completion_for(q)) for q in questions]
+
+    teacher = new_model(spec.teacher, tokenizer, seed, spec)
+    loss = train_sft(
+        teacher, sft_examples(tokenizer, pairs), spec.teacher_steps, spec.batch_size, spec.learning_rate, spec.warmup_steps, seed
+    )
+    _save(teacher, tokenizer, root / "teacher")
+    heldout = synthetic.make_problems(spec.eval_problems, seed, "heldout")
+    greedy = accuracy(teacher, tokenizer, heldout, spec.max_new_tokens)
+    sampled = accuracy(teacher, tokenizer, heldout, spec.max_new_tokens, spec.eval_temperature, seed)
+
+    student = new_model(spec.student, tokenizer, seed + 1, spec)
+    _save(student, tokenizer, root / "student")
+
+    reward = new_model(spec.teacher, tokenizer, seed + 2, spec, reward=True)
+    reward.model.load_state_dict(teacher.model.state_dict())
+    train_reward(reward, tokenizer, questions, spec, seed)
+    auc = reward_auc(reward, tokenizer, [problem["prompt"] for problem in heldout], seed + 3)
+    _save(reward, tokenizer, root / "reward")
+    return {
+        "teacher": {
+            "params": _param_count(teacher),
+            "final_loss": round(loss, 4),
+            "heldout_problems": len(heldout),
+            "greedy_accuracy": greedy,
+            "sampled_accuracy": sampled,
+            "sampled_temperature": spec.eval_temperature,
+        },
+        "student": {"params": _param_count(student)},
+        "reward": {"params": _param_count(reward), "heldout_auc": round(auc, 4)},
+    }
+
+
+def build(out_dir: str, seed: int = 0, spec: TinySpec = SPEC) -> TinyModels:
+    """Build tokenizer, teacher, student and reward model into ``out_dir`` (created if missing)
+    and write ``tiny_build.json``. Uses ``spec.threads`` torch threads and deterministic
+    algorithms for the duration, restoring both afterwards."""
+    import torch
+    import transformers
+
+    start = time.monotonic()
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(spec.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        info = _build_into(root, seed, spec)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    info.update(
+        seed=seed,
+        spec_hash=spec.hash(),
+        spec=dataclasses.asdict(spec),
+        build_seconds=round(time.monotonic() - start, 1),
+        torch_version=torch.__version__,
+        transformers_version=transformers.__version__,
+    )
+    (root / "tiny_build.json").write_text(json.dumps(info, indent=2, sort_keys=True))
+    return _models_at(root)
+
+
+def default_cache_dir(spec: TinySpec = SPEC) -> str:
+    """``$FACTORY_CACHE/tiny/<spec-hash>``, FACTORY_CACHE defaulting to ~/.cache/distill-factory."""
+    cache = os.environ.get("FACTORY_CACHE") or os.path.expanduser("~/.cache/distill-factory")
+    return os.path.join(cache, "tiny", spec.hash())
+
+
+def ensure(cache_dir: str | None = None) -> TinyModels:
+    """The cached build (seed 0) at ``cache_dir`` (default :func:`default_cache_dir`), building it
+    first if absent. Builds go to a sibling temp dir renamed into place, under a file lock, so
+    concurrent callers build once and never see a partial build."""
+    root = Path(cache_dir or default_cache_dir())
+    if (root / "tiny_build.json").exists():
+        return _models_at(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "tiny_build.json").exists():
+            staging = tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent)
+            try:
+                build(staging, seed=0)
+                os.rename(staging, root)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return _models_at(root)
+
+
+def resolve_model(path: str) -> str:
+    """``tiny:<tokenizer|teacher|student|reward>`` -> the ensured local directory; other paths unchanged."""
+    if not path.startswith("tiny:"):
+        return path
+    name = path.removeprefix("tiny:")
+    if name not in ("tokenizer", "teacher", "student", "reward"):
+        raise ValueError(f"unknown tiny model {path!r}: use tiny:teacher, tiny:student, tiny:reward or tiny:tokenizer")
+    return getattr(ensure(), name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``factory tiny build [--out DIR] [--seed N]``: build (or, without --out, ensure the cache) and print the info."""
+    parser = argparse.ArgumentParser(prog="factory tiny", description="Build the tiny local models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_parser = commands.add_parser("build", help="build tokenizer, teacher, student and reward model")
+    build_parser.add_argument("--out", help="output directory (default: the shared cache, seed 0)")
+    build_parser.add_argument("--seed", type=int, default=0, help="seed (only with --out)")
+    args = parser.parse_args(argv)
+    if args.out is None and args.seed != 0:
+        parser.error("--seed needs --out: the shared cache always holds the seed-0 build")
+    models = build(args.out, args.seed) if args.out else ensure()
+    print(json.dumps({"root": models.root, **models.info}, indent=2, sort_keys=True))
+    return 0
