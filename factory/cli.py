@@ -71,7 +71,7 @@ def cmd_refresh(args) -> int:
 def cmd_train(args) -> int:
     from factory.launch import train_command
 
-    return train_command(_load(args), args.config, args.snapshot, submit=args.submit, address=args.address,
+    return train_command(_load(args), args.config, args.snapshot, submit_job=args.submit, address=args.address,
                          overrides=tuple(args.overrides))
 
 
@@ -161,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PromptValidationError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def job_main(command: str, argv: list[str] | None = None) -> int:
+    """Entry for ``pipelines/*.py``: ``--config FILE [--set k=v]... [other flags of the command]``,
+    so ``ray job submit -- python pipelines/X.py --config C`` runs what ``factory COMMAND C`` runs."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        print(f"usage: python pipelines/<job>.py --config CONFIG [--set k=v ...] (runs `factory {command}`)", file=sys.stderr)
+        return 2
+    at = argv.index("--config")
+    config = argv[at + 1]
+    rest = argv[:at] + argv[at + 2:]
+    return main([command, config, *rest])
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ class EvalConfig(Section):
     """Teacher accuracy is the reference the student ratio is taken against."""
     evaluate_student_before: bool = True
     """The untrained student's accuracy shows what distillation added."""
+    student_tensor_parallel_size: int = 1
+    """Students are small: one device per engine even when the teacher needs tensor parallelism."""
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":

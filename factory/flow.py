@@ -85,10 +85,16 @@ def run_dir(cfg: FactoryConfig) -> Path:
     return Path(cfg.run.work_dir).resolve() / cfg.run.name
 
 
-def build_snapshot(cfg: FactoryConfig, stages: StageLog) -> tuple[Any, dict]:
-    """Run the data half of the factory and commit a snapshot. Returns (snapshot, manifest)."""
+def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[Any, dict]:
+    """Run the data half of the factory and commit a snapshot. Returns (snapshot, manifest).
+
+    With ``parent`` (a committed Snapshot: incremental refresh), prompts whose generation key
+    (prompt × teacher revision × sampling × template) the parent already holds are not regenerated:
+    their committed rows are carried over, and only new rows go through scoring, filtering and
+    dedup (against the carried rows' signatures)."""
     import ray
 
+    from factory.refresh import plan_reuse
     from factory.rows import drop_counts, kept_count, with_filter_columns
     from factory.stages.decontam import decontaminate
     from factory.stages.dedup import dedup
@@ -101,13 +107,12 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog) -> tuple[Any, dict]:
     with stages.stage("ingest", 0) as out:
         prompts = ingest(cfg.prompts)
         out["rows_out"] = prompts.table.num_rows
-    if prompts.table.num_rows == 0:
-        raise ValueError("no valid prompts to generate from")
+    plan = plan_reuse(cfg, prompts.table, parent, run_dir(cfg) / "refresh")
     directory = run_dir(cfg)
     gen_dir = directory / "generation"
-    ds = ray.data.from_arrow(prompts.table)
-    with stages.stage("generate", prompts.table.num_rows) as out:
-        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir)).map_batches(
+    ds = ray.data.from_arrow(plan.todo)
+    with stages.stage("generate", plan.todo.num_rows) as out:
+        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir), total_prompts=plan.todo.num_rows).map_batches(
             with_filter_columns, batch_format="pyarrow").materialize()
         out["rows_out"] = ds.count()
     samples = ds.count()
@@ -118,7 +123,7 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog) -> tuple[Any, dict]:
             ds = score(ds, cfg.reward).materialize()
     for name, step in (
         ("filter", lambda d: (apply_filters(d, cfg.filter), None)),
-        ("dedup", lambda d: dedup(d, cfg.dedup, prior_signatures=_prior_signatures(cfg))),
+        ("dedup", lambda d: dedup(d, cfg.dedup, prior_signatures=plan.prior_signatures)),
         ("decontam", lambda d: decontaminate(d, cfg.decontam)),
     ):
         rows_in = kept_count(ds)
@@ -129,49 +134,50 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog) -> tuple[Any, dict]:
         if stats is not None:
             stages.counts[name]["stats"] = stats
     drops = dict(sorted(drop_counts(ds).items()))
-    drops.update({k: v for k, v in prompts.skipped.items()})
+    drops.update(prompts.skipped)
     store = SnapshotStore(cfg.store.root, cfg.store.dataset)
-    with stages.stage("commit", kept_count(ds)) as out:
-        snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir)))
+    with stages.stage("commit", kept_count(ds) + plan.reused.num_rows) as out:
+        snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir), cfg.generation),
+                                     plan)
         out["rows_out"] = sum(f["rows"] for f in manifest["files"])
     return snapshot, manifest
 
 
-def _prior_signatures(cfg: FactoryConfig) -> list[str] | None:
-    from factory.store import SnapshotStore
+def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, generation_stats: dict | None, plan):
+    import ray
 
-    if not cfg.dedup.cross_snapshot:
-        return None
-    latest = SnapshotStore(cfg.store.root, cfg.store.dataset).latest()
-    return latest.side_files("signatures") if latest else None
-
-
-def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, generation_stats: dict):
     from factory.rows import dropped_rows, kept_rows, to_dataset_rows
+    from factory.schema import DATASET_SCHEMA
     from factory.stages.dedup import write_signatures
     from factory.store import code_version
 
-    staged = store.begin()
+    staged = store.begin(parent=plan.parent_version or "latest")
     kept = ds.map_batches(kept_rows, batch_format="pyarrow")
-    dataset = kept.map_batches(to_dataset_rows, batch_format="pyarrow").sort(["prompt_id", "sample_index"])
+    dataset = kept.map_batches(to_dataset_rows, fn_kwargs={"prompting": cfg.generation.prompting}, batch_format="pyarrow")
+    if plan.reused.num_rows:
+        dataset = dataset.union(ray.data.from_arrow(plan.reused.cast(DATASET_SCHEMA)))
+    dataset = dataset.sort(["prompt_id", "sample_index"]).materialize()
     dataset.write_parquet(staged.data_dir, compression="zstd", row_group_size=cfg.store.row_group_rows,
                           max_rows_per_file=cfg.store.rows_per_file)
     if cfg.store.keep_dropped_side_table:
         ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"), compression="zstd")
-    write_signatures(kept, cfg.dedup, staged.side_dir("signatures"))
+    write_signatures(dataset, cfg.dedup, staged.side_dir("signatures"))
     engine = cfg.generation.engine
     manifest = {
         "run": cfg.run.name,
+        "parent": plan.parent_version,
         "config": cfg.model_dump(mode="json"),
         "config_hash": config_hash(cfg),
         "code_version": code_version(),
         "lineage": {
+            "parent": plan.parent_version,
             "teacher": {"model": engine.model, "revision": engine.revision, "backend": engine.backend},
             "sampling": cfg.generation.sampling.model_dump(mode="json"),
             "prompting": cfg.generation.prompting.model_dump(mode="json"),
             "reward_model": ({"model": cfg.reward.model, "revision": cfg.reward.revision} if cfg.reward.enabled else None),
             "prompt_sources": [s.model_dump(mode="json") for s in cfg.prompts.sources],
         },
+        "refresh": plan.summary(),
         "counts": stages.counts,
         "timings": stages.timings,
         "drops": drops,
@@ -185,27 +191,30 @@ def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, genera
     return snapshot, snapshot.manifest
 
 
-def run_distill(cfg: FactoryConfig) -> RunSummary:
-    """The whole factory for one config; see the module docstring."""
+def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
+    """The whole factory for one config; see the module docstring. ``incremental`` (``factory
+    refresh``) reuses the latest snapshot's samples for unchanged prompts."""
     from factory.evaluate import evaluate_models
+    from factory.store import SnapshotStore
 
     start = time.perf_counter()
     stages = StageLog()
+    parent = SnapshotStore(cfg.store.root, cfg.store.dataset).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
-        snapshot, manifest = build_snapshot(cfg, stages)
+        snapshot, manifest = build_snapshot(cfg, stages, parent)
         checkpoint = None
         train_result = None
         if cfg.train is not None:
             from factory.train import run_training
 
             with stages.stage("train", sum(f["rows"] for f in manifest["files"])):
-                train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train"),
+                train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train" / snapshot.version),
                                             snapshot_version=snapshot.version)
             checkpoint = train_result.checkpoint_dir
         results = {}
         if cfg.eval.enabled:
             with stages.stage("eval", 0):
-                results = evaluate_models(cfg, checkpoint, str(run_dir(cfg) / "eval"))
+                results = evaluate_models(cfg, checkpoint)
     summary_path = Path(snapshot.path) / RUN_SUMMARY
     run_summary = {
         "counts": stages.counts,

@@ -48,13 +48,18 @@ def kept_count(ds) -> int:
     return total
 
 
-def to_dataset_rows(table: pa.Table) -> pa.Table:
-    """Kept scored rows → DATASET_SCHEMA, with ``messages`` = the user turn as the teacher saw it
-    and the assistant turn as it produced it (``<think>\\n`` + completion)."""
-    user = table["user_content"] if "user_content" in table.column_names else table["prompt"]
+def to_dataset_rows(table: pa.Table, prompting) -> pa.Table:
+    """Kept scored rows → DATASET_SCHEMA, with ``messages`` = the system turn (if any), the user turn
+    exactly as the teacher saw it, and the assistant turn as it produced it (``<think>\\n`` +
+    completion when thinking was forced)."""
+    from factory.stages.generate_udf import user_message
+
+    opening = "<think>\n" if prompting.force_think else ""
+    system = [{"role": "system", "content": prompting.system_prompt}] if prompting.system_prompt else []
     messages = [
-        [{"role": "user", "content": u}, {"role": "assistant", "content": "<think>\n" + (c or "")}]
-        for u, c in zip(user.to_pylist(), table["completion"].to_pylist())
+        system + [{"role": "user", "content": user_message(p, t, prompting)},
+                  {"role": "assistant", "content": opening + (c or "")}]
+        for p, t, c in zip(table["prompt"].to_pylist(), table["task"].to_pylist(), table["completion"].to_pylist())
     ]
     table = table.append_column(pa.field("messages", MESSAGE_TYPE), pa.array(messages, type=MESSAGE_TYPE))
     return conform(table, DATASET_SCHEMA)

@@ -25,7 +25,6 @@ from factory.dedup.shingles import Shingles
 
 SCHEME = "affine32"
 EMPTY_VALUE = np.uint32(0xFFFFFFFF)
-_CHUNK_CELLS = 1 << 22  # shingles × permutations computed at once (16 MiB of uint32)
 
 
 class MinHasher:
@@ -41,22 +40,21 @@ class MinHasher:
         self.b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
 
     def signatures(self, shingles: Shingles) -> np.ndarray:
-        """(n_docs, num_perm) uint32 signatures from the low 32 bits of the shingle hashes."""
+        """(n_docs, num_perm) uint32 signatures from the low 32 bits of the shingle hashes.
+
+        One vectorised pass per permutation over all shingles of the batch, reduced per document
+        with ``np.minimum.reduceat`` (faster than a (shingles × permutations) matrix, which does
+        not fit in cache)."""
         sig = np.full((shingles.n_docs, self.num_perm), EMPTY_VALUE, dtype=np.uint32)
+        if shingles.hashes.size == 0:
+            return sig
         hv = fmix32((shingles.hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32))
         doc = shingles.doc
-        chunk = max(1, _CHUNK_CELLS // self.num_perm)
-        begin = 0
-        while begin < hv.size:
-            end = min(begin + chunk, hv.size)
-            if end < hv.size:  # end chunks on a document boundary so each segment is whole
-                boundary = np.searchsorted(doc, doc[end - 1], side="left")
-                end = boundary if boundary > begin else np.searchsorted(doc, doc[end - 1], side="right")
-            seg_doc = doc[begin:end]
-            seg_starts = np.flatnonzero(np.concatenate([[True], seg_doc[1:] != seg_doc[:-1]]))
-            permuted = hv[begin:end, None] * self.a + self.b
-            sig[seg_doc[seg_starts]] = np.minimum.reduceat(permuted, seg_starts, axis=0)
-            begin = end
+        seg_starts = np.flatnonzero(np.concatenate([[True], doc[1:] != doc[:-1]]))
+        per_perm = np.empty((self.num_perm, seg_starts.size), dtype=np.uint32)
+        for k in range(self.num_perm):
+            per_perm[k] = np.minimum.reduceat(hv * self.a[k] + self.b[k], seg_starts)
+        sig[doc[seg_starts]] = per_perm.T
         return sig
 
 

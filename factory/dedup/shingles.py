@@ -35,6 +35,7 @@ _P = 0x100000001B3  # FNV-64 prime: odd, so invertible modulo 2^64
 _P_INV = pow(_P, -1, 1 << 64)
 _COMBINE = np.uint64(0x9E3779B97F4A7C15)
 _WORD_TABLE_SIZE = 0x30000
+_CHUNK_CODEPOINTS = 1 << 21  # documents are hashed in groups of about this many code points
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,12 @@ class Shingles:
 
 @lru_cache(maxsize=1)
 def _word_char_table() -> np.ndarray:
-    return np.fromiter((chr(c).isalnum() for c in range(_WORD_TABLE_SIZE)), dtype=bool, count=_WORD_TABLE_SIZE)
+    """Indexed by code point: True for word characters (built once per process, ~0.1 s)."""
+    table = np.ones(0x110000, dtype=bool)
+    table[:_WORD_TABLE_SIZE] = np.fromiter(
+        (chr(c).isalnum() for c in range(_WORD_TABLE_SIZE)), dtype=bool, count=_WORD_TABLE_SIZE
+    )
+    return table
 
 
 def _codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,19 +66,24 @@ def _codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return cps, starts
 
 
+@lru_cache(maxsize=1)
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P**j, P**-j) mod 2^64 for j < size; cached, as they do not depend on the data."""
+    p_pow = np.full(size, _P, dtype=np.uint64)
+    inv_pow = np.full(size, _P_INV, dtype=np.uint64)
+    p_pow[0] = inv_pow[0] = 1
+    np.cumprod(p_pow.view(np.int64), out=p_pow.view(np.int64))  # int64 kernels are faster; same bits
+    np.cumprod(inv_pow.view(np.int64), out=inv_pow.view(np.int64))
+    return p_pow, inv_pow
+
+
 def _span_hasher(cps: np.ndarray):
     """Return ``span(s, e)`` giving the raw polynomial hash of ``cps[s:e]`` for index arrays."""
     n = cps.size
-    p_pow = np.empty(n + 1, dtype=np.uint64)
-    p_pow[0] = 1
-    p_pow[1:] = _P
-    np.cumprod(p_pow, out=p_pow)
-    inv_pow = np.empty(n + 1, dtype=np.uint64)
-    inv_pow[0] = 1
-    inv_pow[1:] = _P_INV
-    np.cumprod(inv_pow, out=inv_pow)
+    p_pow, inv_pow = _powers(1 << max(_CHUNK_CODEPOINTS, n).bit_length())
     prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * inv_pow[:n], out=prefix[1:])
+    terms = (cps.astype(np.uint64) + np.uint64(1)) * inv_pow[:n]
+    np.cumsum(terms.view(np.int64), out=prefix[1:].view(np.int64))
 
     def span(s: np.ndarray, e: np.ndarray) -> np.ndarray:
         return (prefix[e] - prefix[s]) * p_pow[s]
@@ -101,13 +112,10 @@ def _windows(unit_hash: np.ndarray, unit_doc: np.ndarray, n_docs: int, ngram: in
     return Shingles(hashes[order], doc[order], n_docs)
 
 
-def word_shingles(texts: Sequence[str], ngram: int) -> Shingles:
-    """Hashes of ``ngram``-word shingles of each text (see module docstring for the word rule)."""
-    cps, doc_starts = _codepoints([t.lower() for t in texts])
-    table = _word_char_table()
-    is_word = np.ones(cps.size, dtype=bool)
-    low = cps < _WORD_TABLE_SIZE
-    is_word[low] = table[cps[low]]
+def _word_shingles(texts: Sequence[str], ngram: int) -> Shingles:
+    """Hashes of ``ngram``-word shingles of each lowercased text."""
+    cps, doc_starts = _codepoints(texts)
+    is_word = _word_char_table()[cps]
     edges = np.diff(np.concatenate([[False], is_word, [False]]).astype(np.int8))
     word_start = np.flatnonzero(edges == 1)
     word_end = np.flatnonzero(edges == -1)
@@ -118,17 +126,21 @@ def word_shingles(texts: Sequence[str], ngram: int) -> Shingles:
 
     def combine(first: np.ndarray, count: np.ndarray) -> np.ndarray:
         acc = np.zeros(first.size, dtype=np.uint64)
+        all_full = bool((count == count.max(initial=0)).all())
         for j in range(int(count.max(initial=0))):
-            inside = j < count
-            acc = np.where(inside, acc * _COMBINE + word_hash[np.where(inside, first + j, first)], acc)
+            if all_full:
+                acc = acc * _COMBINE + word_hash[first + j]
+            else:
+                inside = j < count
+                acc = np.where(inside, acc * _COMBINE + word_hash[np.where(inside, first + j, first)], acc)
         return fmix64(acc ^ count.astype(np.uint64))
 
     return _windows(word_hash, word_doc, len(texts), ngram, combine)
 
 
-def char_shingles(texts: Sequence[str], ngram: int) -> Shingles:
-    """Hashes of ``ngram``-code-point shingles of each lowercased, whitespace-collapsed text."""
-    cps, doc_starts = _codepoints([" ".join(t.lower().replace("\x00", " ").split()) for t in texts])
+def _char_shingles(texts: Sequence[str], ngram: int) -> Shingles:
+    """Hashes of ``ngram``-code-point shingles of each normalised text (no NUL characters)."""
+    cps, doc_starts = _codepoints(texts)
     is_char = cps != 0
     positions = np.flatnonzero(is_char)
     char_doc = np.searchsorted(doc_starts, positions, side="right") - 1
@@ -142,11 +154,32 @@ def char_shingles(texts: Sequence[str], ngram: int) -> Shingles:
 
 
 def shingles(texts: Sequence[str], kind: ShingleKind, ngram: int) -> Shingles:
-    """Dispatch to :func:`word_shingles` or :func:`char_shingles`."""
+    """Shingle hashes of every text, computed in groups of about ``_CHUNK_CODEPOINTS`` code points
+    (bounding memory for long documents)."""
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     if kind == "word":
-        return word_shingles(texts, ngram)
-    if kind == "char":
-        return char_shingles(texts, ngram)
-    raise ValueError(f"shingle must be 'word' or 'char', got {kind!r}")
+        normalised, per_chunk = [t.lower() for t in texts], _word_shingles
+    elif kind == "char":
+        normalised, per_chunk = [" ".join(t.lower().replace("\x00", " ").split()) for t in texts], _char_shingles
+    else:
+        raise ValueError(f"shingle must be 'word' or 'char', got {kind!r}")
+    bounds, size = [0], 0
+    for i, text in enumerate(normalised):
+        if size and size + len(text) + 1 > _CHUNK_CODEPOINTS:
+            bounds.append(i)
+            size = 0
+        size += len(text) + 1
+    bounds.append(len(normalised))
+    parts = []
+    for begin, end in zip(bounds[:-1], bounds[1:]):
+        if end > begin:
+            part = per_chunk(normalised[begin:end], ngram)
+            parts.append(Shingles(part.hashes, part.doc + begin, part.n_docs))
+    if not parts:
+        return Shingles(np.zeros(0, np.uint64), np.zeros(0, np.int64), 0)
+    if len(parts) == 1:
+        return Shingles(parts[0].hashes, parts[0].doc, len(texts))
+    return Shingles(
+        np.concatenate([p.hashes for p in parts]), np.concatenate([p.doc for p in parts]), len(texts)
+    )

@@ -1,7 +1,7 @@
 """transformers backend: the fallback when vLLM is unavailable (odd hardware, debugging).
 
 One prompt at a time under a lock (``generate`` with ``num_return_sequences=n``); sampling when
-temperature > 0, greedy otherwise. Sample i of a prompt is reproducible for a given seed on a given
+temperature > 0, greedy otherwise (then the n samples are copies of one greedy decode). Sample i of a prompt is reproducible for a given seed on a given
 torch build, but does not match vLLM's draws. Not covered: batching across prompts, throughput.
 """
 
@@ -63,7 +63,7 @@ class HFEngine:
                 temperature=spec.temperature if sample else None,
                 top_p=spec.top_p if sample else None,
                 top_k=None,
-                num_return_sequences=spec.n,
+                num_return_sequences=spec.n if sample else 1,
                 max_new_tokens=budget,
                 eos_token_id=sorted(self._eos),
                 pad_token_id=self._pad,
@@ -72,7 +72,8 @@ class HFEngine:
             )
         scores = self._model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
         samples = []
-        for row in range(spec.n):
+        for index in range(spec.n):
+            row = index if sample else 0  # greedy: the n samples are one and the same draw
             tokens = out.sequences[row, input_ids.shape[1] :].tolist()
             length, finish = len(tokens), "length"
             for i, tok in enumerate(tokens):

@@ -3,7 +3,8 @@ written into a staging dir (by the driver or by Ray's ``write_parquet``) to dete
 and records each file's row count, size and sha256.
 
 Covered: files ending in ``.parquet`` anywhere under the incoming dir; names starting with "."
-or "_" (``_SUCCESS``, ``.crc`` and similar writer droppings) are ignored. Not covered: re-encoding
+or "_" (``_SUCCESS``, ``.crc`` and similar writer droppings) are ignored; any other file is an
+error rather than silently left out of the snapshot. Not covered: re-encoding
 files another writer produced, so their codec and row-group sizes are that writer's choice
 (use :meth:`StagedSnapshot.ray_write_kwargs` to make Ray match the store's settings).
 """
@@ -54,13 +55,17 @@ def write_split(table: pa.Table, directory: str, stem: str, options: WriteOption
 
 
 def incoming_files(directory: str) -> list[str]:
-    """Parquet files under ``directory`` in a stable order (sorted relative paths)."""
+    """Parquet files under ``directory`` in a stable order (sorted relative paths); StoreError
+    for a file that is neither Parquet nor hidden ("." or "_" prefix)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
         for name in filenames:
-            if name.endswith(".parquet") and not name.startswith((".", "_")):
-                found.append(os.path.relpath(os.path.join(dirpath, name), directory))
+            if name.startswith((".", "_")):
+                continue
+            if not name.endswith(".parquet"):
+                raise StoreError(f"{os.path.join(dirpath, name)}: only .parquet files can be committed")
+            found.append(os.path.relpath(os.path.join(dirpath, name), directory))
     return [os.path.join(directory, rel) for rel in sorted(found)]
 
 

@@ -59,7 +59,10 @@ class Snapshot:
         return tables[name]
 
     def side_files(self, name: str) -> list[str]:
-        """Absolute paths of side table ``name``'s files; KeyError if it has none."""
+        """Absolute paths of side table ``name``'s files; [] if the snapshot has no such table
+        (a writer that had nothing to put in it, e.g. no dropped rows, leaves it out)."""
+        if name not in self.manifest.get("side_tables", {}):
+            return []
         return [os.path.join(self.path, entry["path"]) for entry in self._side(name)["files"]]
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
@@ -67,7 +70,7 @@ class Snapshot:
         return _read(self.files, self.schema, columns)
 
     def read_side(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """Side table ``name`` as one Arrow table."""
+        """Side table ``name`` as one Arrow table; KeyError if the snapshot has no such table."""
         side = self._side(name)
         return _read(self.side_files(name), schema_from_record(side["schema"]), columns)
 

@@ -1,0 +1,109 @@
+"""Held-out evaluation of teacher and student through the generation stage and the verifiers.
+
+Contract: every model is evaluated by the same engine backend, prompts, prompting and sampling, so
+the numbers compare. ``accuracy`` is pass@1 over all samples (greedy when ``samples == 1``);
+with ``samples = k > 1`` ``maj_at_k`` is the share of problems whose most frequent final answer is
+correct. Samples whose verifier or engine failed are counted in ``errors`` and excluded from both
+(an infrastructure failure is never a wrong answer). ``ratio`` is student-after over teacher
+accuracy (the R1 distillation write-up claims ≥ 0.85). ``weights_bytes`` is the size of each
+model's weight files: the memory it needs before KV cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from factory.config import FactoryConfig
+
+log = logging.getLogger("factory")
+
+
+def _generation_for(cfg: FactoryConfig, model: str, student: bool):
+    """The run's generation config, pointed at ``model`` with the eval sampling."""
+    e = cfg.eval
+    engine_update: dict[str, Any] = {"model": model}
+    if student:  # students are small: one device per engine, no teacher revision pin
+        engine_update.update(revision=None, tensor_parallel_size=e.student_tensor_parallel_size, pipeline_parallel_size=1)
+    sampling = cfg.generation.sampling.model_copy(
+        update={"n": e.samples, "temperature": e.temperature, "top_p": e.top_p, "max_tokens": e.max_tokens})
+    return cfg.generation.model_copy(
+        update={"engine": cfg.generation.engine.model_copy(update=engine_update), "sampling": sampling})
+
+
+def weights_bytes(model: str) -> int | None:
+    from factory.tiny import resolve_model
+
+    path = Path(resolve_model(model))
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.glob("*.safetensors"))
+
+
+def score_table(table) -> dict[str, Any]:
+    """Accuracy figures from verified eval rows (see module docstring)."""
+    rows = table.select(["prompt_id", "answer", "verdict", "gen_status"]).to_pylist()
+    errors = sum(1 for r in rows if r["gen_status"] != "ok" or r["verdict"] in (None, "error", "timeout"))
+    judged = [r for r in rows if r["gen_status"] == "ok" and r["verdict"] not in (None, "error", "timeout")]
+    by_prompt: dict[str, list[dict]] = defaultdict(list)
+    for r in judged:
+        by_prompt[r["prompt_id"]].append(r)
+    majority_correct = 0
+    for samples in by_prompt.values():
+        top, _ = Counter((s["answer"] or "").strip() for s in samples).most_common(1)[0]
+        majority_correct += any(s["verdict"] == "correct" for s in samples if (s["answer"] or "").strip() == top)
+    correct = sum(r["verdict"] == "correct" for r in judged)
+    return {
+        "accuracy": correct / len(judged) if judged else None,
+        "maj_at_k": majority_correct / len(by_prompt) if by_prompt else None,
+        "problems": len({r["prompt_id"] for r in rows}),
+        "samples": len(rows),
+        "errors": errors,
+    }
+
+
+def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
+    """Generate on the held-out prompts with ``model``, verify, and score."""
+    import ray
+
+    from factory.stages.generate import generate
+    from factory.stages.verify import verify
+
+    gen_cfg = _generation_for(cfg, model, student)
+    ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None)
+    table = verify(ds, cfg.verify).to_arrow()
+    result = score_table(table)
+    tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
+    result.update(model=model, weights_bytes=weights_bytes(model), completion_tokens=tokens,
+                  mean_completion_tokens=tokens / table.num_rows if table.num_rows else None)
+    log.info("eval %s (%s): %s", name, model, result)
+    return result
+
+
+def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
+    """Teacher, student before training and student after (``checkpoint``), as configured."""
+    from factory.stages.ingest import PromptsConfig, ingest
+
+    prompts = ingest(PromptsConfig(sources=cfg.eval.heldout, on_bad_row=cfg.prompts.on_bad_row)).table
+    results: dict[str, Any] = {}
+    if cfg.eval.evaluate_teacher:
+        results["teacher"] = evaluate_model(cfg, "teacher", cfg.generation.engine.model, prompts, student=False)
+    if cfg.eval.evaluate_student_before and cfg.train is not None:
+        results["student_before"] = evaluate_model(cfg, "student_before", cfg.train.student, prompts, student=True)
+    if checkpoint:
+        results["student_after"] = evaluate_model(cfg, "student_after", checkpoint, prompts, student=True)
+    teacher = results.get("teacher", {}).get("accuracy")
+    after = results.get("student_after", {}).get("accuracy")
+    if teacher and after is not None:
+        results["ratio"] = after / teacher
+    return results
+
+
+def eval_command(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
+    """``factory eval``: evaluate in a Ray session of its own (or the job's cluster)."""
+    from factory.runtime import ray_session
+
+    with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
+        return evaluate_models(cfg, checkpoint)

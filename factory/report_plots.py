@@ -1,0 +1,88 @@
+"""Charts for the HTML run report, rendered headless (matplotlib Agg) into inline ``<img>`` tags.
+
+Contract: every function returns one self-contained ``<img src="data:image/png;base64,...">`` string
+(nothing is written to disk, no network access) with an ``alt`` text naming the chart. Callers pass
+plain Python lists; empty inputs are the caller's job (the report shows "not run" instead of a chart).
+matplotlib is imported inside the functions so ``import factory.report`` stays light.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+COLORS = {"kept": "#2b7bba", "dropped": "#d95f02"}
+FALLBACK_COLORS = ["#2b7bba", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _to_img(fig, alt: str) -> str:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img class="chart" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 30,
+              value_range: tuple[float, float] | None = None) -> str:
+    """Overlaid histograms, one per named series (e.g. kept vs dropped), on shared bins."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    values = [v for vs in series.values() for v in vs]
+    low, high = value_range or (min(values), max(values))
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    for i, (name, vs) in enumerate(series.items()):
+        if vs:
+            color = COLORS.get(name, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+            ax.hist(vs, bins=bins, range=(low, high), alpha=0.6, label=f"{name} (n={len(vs)})", color=color)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rows")
+    ax.legend(loc="best", fontsize=8)
+    return _to_img(fig, title)
+
+
+def bars(labels: list[str], values: list[float], title: str, xlabel: str, horizontal: bool = True) -> str:
+    """One bar per label; horizontal by default so long labels (stage:reason) stay readable."""
+    plt = _pyplot()
+    height = max(2.4, 0.35 * len(labels) + 1.2) if horizontal else 3.2
+    fig, ax = plt.subplots(figsize=(7, height))
+    if horizontal:
+        ax.barh(range(len(labels)), values, color=FALLBACK_COLORS[0])
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel)
+    else:
+        ax.bar(range(len(labels)), values, color=FALLBACK_COLORS[0])
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_ylabel(xlabel)
+    ax.set_title(title)
+    return _to_img(fig, title)
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> str:
+    """Bars grouped by ``groups`` (e.g. benchmarks), one colour per series (e.g. teacher, student)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + i * width for g in range(len(groups))]
+        ax.bar(xs, values, width=width, label=name, color=FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return _to_img(fig, title)

@@ -1,0 +1,55 @@
+"""Code verifier: run the candidate against the task's tests in the sandbox (``sandbox.py``).
+
+Program layout (HumanEval convention): ``prompt`` (only when it is valid Python, i.e. the function
+stub; an instruction-style prompt is skipped) + candidate + ``tests`` + ``check(entry_point)`` (only
+when an entry point is given). The candidate is the last fenced python block of the answer, else the
+whole answer. A prompt-only stub whose body is just a docstring is valid Python, so a candidate that
+restates the whole function simply redefines it.
+
+Status mapping (the sandbox status is kept in ``code_status``): pass -> ``correct``; fail -> ``wrong``;
+timeout -> ``timeout``; memory -> ``wrong`` (the program exceeded the task's memory budget);
+sandbox_error -> ``error``; no code in the answer -> ``no_answer``; no tests -> ``error``.
+"""
+
+from __future__ import annotations
+
+from factory.rewards.answers import extract_code
+from factory.rewards.sandbox import SandboxLimits, run_sandboxed
+from factory.rewards.verdict import VerdictResult
+
+NAME = "code"
+VERSION = "1"
+_VERDICT_OF = {"pass": "correct", "fail": "wrong", "timeout": "timeout", "memory": "wrong",
+               "sandbox_error": "error"}
+
+
+def _is_python(text: str) -> bool:
+    try:
+        compile(text, "prompt", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def build_program(candidate: str, tests: str, entry_point: str | None, prompt: str | None = None) -> str:
+    """The source run in the sandbox (see module doc)."""
+    parts = [prompt] if prompt and _is_python(prompt) else []
+    parts += [candidate, tests]
+    if entry_point:
+        parts.append(f"check({entry_point})")
+    return "\n\n".join(part.rstrip() for part in parts) + "\n"
+
+
+def verify_code(answer: str | None, tests: str | None, entry_point: str | None = None,
+                prompt: str | None = None, limits: SandboxLimits = SandboxLimits(), mode: str = "auto",
+                python: str | None = None, uid_base: int = 61000, slot: int = 0) -> VerdictResult:
+    """Judge one answer by running it with its tests in the sandbox (see ``run_sandboxed``)."""
+    if not tests or not tests.strip():
+        return VerdictResult("error", NAME, VERSION, "task has no tests")
+    candidate = extract_code(answer)
+    if candidate is None:
+        return VerdictResult("no_answer", NAME, VERSION, "no code in the answer")
+    result = run_sandboxed(build_program(candidate, tests, entry_point, prompt), limits, mode, python,
+                           uid_base, slot)
+    return VerdictResult(_VERDICT_OF[result.status], NAME, VERSION, result.detail[:500],
+                         code_status=result.status)

@@ -1,0 +1,251 @@
+"""Reasoning-trace quality filters: small pure checks, composed row by row in :class:`QualityFilter`.
+
+Each check takes a row's values and returns a drop reason or ``None``. :class:`QualityFilter` runs,
+for each row whose ``drop_reason`` is still null:
+
+1. infrastructure failures (always on, ``drop_stage = "infra"``): ``gen_<status>`` for
+   ``gen_status != "ok"``, ``verify_error`` / ``verify_timeout``, ``reward_error``. These rows are
+   excluded and counted, never scored 0;
+2. quality checks (``drop_stage = "quality"``), first reason wins, in this order: ``truncated``
+   (``finish_reason == "length"``), think format (``unclosed_think``, ``bad_think_format``,
+   ``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
+   ``word_repetition`` / ``char_repetition``, ``language_mixing``.
+
+Length outliers use fixed per-row bounds on ``completion_tokens``, not k MADs of the run: a row's
+fate then depends only on the row and the config, so partial reruns and incremental snapshots
+decide it the same way. Language mixing counts letters per Unicode script (from character names);
+letters of no listed script (mathematical alphanumerics, letter-like symbols) are ignored.
+Not covered: semantic quality, answer correctness (verifiers), style.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import pyarrow as pa
+from pydantic import field_validator, model_validator
+
+from factory.sections import Section
+from factory.stages.filter_rows import mark_drops, values
+
+KNOWN_SCRIPTS = frozenset(
+    {
+        "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari",
+        "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala",
+        "Thai", "Lao", "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Cherokee", "Khmer",
+        "Mongolian", "Hiragana", "Katakana", "Bopomofo", "Han",
+    }
+)  # fmt: skip
+"""Script names accepted in ``allowed_scripts`` (Unicode script names; CJK ideographs are ``Han``)."""
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+class QualityConfig(Section):
+    """Reasoning-trace quality filters; a ``None`` threshold turns that check off."""
+
+    drop_truncated: bool = True
+    """A generation cut at max_tokens has no finished reasoning or answer to learn from."""
+    check_think_format: bool = True
+    """The student learns the <think>…</think> format; malformed traces teach it wrong."""
+    require_answer: bool = True
+    """A trace with nothing after </think> teaches reasoning that never concludes."""
+    min_completion_tokens: int | None = None
+    """Suspiciously short traces (no real reasoning) are dropped below this many tokens."""
+    max_completion_tokens: int | None = None
+    """Overlong traces (rambling, costly to train on) are dropped above this many tokens."""
+    word_ngram: int = 4
+    """Word n-gram size of the repetition check."""
+    max_repeated_word_ngram_share: float | None = 0.5
+    """Degenerate loops repeat the same phrases: drop when this share of word n-grams are repeats."""
+    char_ngram: int = 10
+    """Character n-gram size; catches loops in text without spaces (CJK, formulas)."""
+    max_repeated_char_ngram_share: float | None = 0.7
+    """Drop when this share of character n-grams are repeats (set above the word check: prose reuses substrings)."""
+    allowed_scripts: tuple[str, ...] = ("Latin", "Greek")
+    """Scripts the traces should be written in; Greek is allowed for math symbols."""
+    max_foreign_script_share: float | None = 0.01
+    """R1-style language mixing: drop when this share of letters belong to other scripts."""
+
+    @field_validator("allowed_scripts")
+    @classmethod
+    def _known_scripts(cls, scripts: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(scripts) - KNOWN_SCRIPTS)
+        if unknown:
+            raise ValueError(f"allowed_scripts has unknown scripts {unknown}; known: {sorted(KNOWN_SCRIPTS)}")
+        return scripts
+
+    @field_validator("word_ngram", "char_ngram")
+    @classmethod
+    def _positive(cls, value: int, info) -> int:
+        if value <= 0:
+            raise ValueError(f"{info.field_name} must be > 0")
+        return value
+
+    @field_validator("max_repeated_word_ngram_share", "max_repeated_char_ngram_share", "max_foreign_script_share")
+    @classmethod
+    def _share(cls, value: float | None, info) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{info.field_name} must be within [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "QualityConfig":
+        low, high = self.min_completion_tokens, self.max_completion_tokens
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_completion_tokens must be <= max_completion_tokens")
+        return self
+
+
+def infra_failure(gen_status: str | None, verdict: str | None, reward_error: str | None) -> str | None:
+    """Reason for a row that an upstream stage failed on (generation, verifier, reward model)."""
+    if gen_status != "ok":
+        return f"gen_{gen_status}"
+    if verdict in ("error", "timeout"):
+        return f"verify_{verdict}"
+    if reward_error is not None:
+        return "reward_error"
+    return None
+
+
+def truncated(finish_reason: str | None) -> str | None:
+    """``truncated`` when generation stopped at the token limit."""
+    return "truncated" if finish_reason == "length" else None
+
+
+def think_format(completion: str, format_ok: bool | None) -> str | None:
+    """Format of a completion that starts after the forced ``<think>\\n``: exactly one ``</think>``,
+    no other think tag except one leading ``<think>``, non-blank reasoning. A verifier's
+    ``format_ok`` (when not null) decides instead of the tag checks."""
+    if format_ok is not None:
+        return None if format_ok else "bad_think_format"
+    if THINK_CLOSE not in completion:
+        return "unclosed_think"
+    reasoning, answer = completion.split(THINK_CLOSE, 1)
+    reasoning = reasoning.lstrip()
+    if reasoning.startswith(THINK_OPEN):
+        reasoning = reasoning[len(THINK_OPEN) :]
+    if THINK_OPEN in reasoning or THINK_OPEN in answer or THINK_CLOSE in answer:
+        return "bad_think_format"
+    if not reasoning.strip():
+        return "empty_reasoning"
+    return None
+
+
+def missing_answer(completion: str, answer: str | None) -> str | None:
+    """``missing_answer`` when nothing but whitespace follows ``</think>`` (``answer`` if given)."""
+    if answer is None:
+        answer = completion.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in completion else ""
+    return None if answer.strip() else "missing_answer"
+
+
+def length_outlier(completion_tokens: int | None, low: int | None, high: int | None) -> str | None:
+    """``too_short``/``too_long`` against fixed bounds (either may be ``None``; null counts pass)."""
+    if completion_tokens is None:
+        return None
+    if low is not None and completion_tokens < low:
+        return "too_short"
+    if high is not None and completion_tokens > high:
+        return "too_long"
+    return None
+
+
+def repeated_share(units: list[str] | str, n: int) -> float:
+    """Share of the n-grams of ``units`` (words, or a string's characters) that repeat an earlier one;
+    0 when there are fewer than ``n`` units."""
+    total = len(units) - n + 1
+    if total <= 0:
+        return 0.0
+    distinct = {tuple(units[i : i + n]) if isinstance(units, list) else units[i : i + n] for i in range(total)}
+    return 1.0 - len(distinct) / total
+
+
+@lru_cache(maxsize=1 << 16)
+def script_of(char: str) -> str | None:
+    """Unicode script of a letter from its character name (``Han`` for CJK ideographs), or ``None``
+    for non-letters and letters of no script in :data:`KNOWN_SCRIPTS`."""
+    if not char.isalpha():
+        return None
+    if char.isascii():
+        return "Latin"
+    words = unicodedata.name(char, "").split(" ")
+    if words[0] in ("FULLWIDTH", "HALFWIDTH") and len(words) > 1:
+        words = words[1:]
+    script = "Han" if words[0] == "CJK" else words[0].capitalize()
+    return script if script in KNOWN_SCRIPTS else None
+
+
+def foreign_script_share(text: str, allowed: frozenset[str]) -> float:
+    """Share of ``text``'s script letters whose script is not in ``allowed`` (0 without letters)."""
+    ascii_letters = len(_ASCII_LETTER.findall(text))
+    foreign = 0
+    counted = ascii_letters
+    for char in _NON_ASCII.findall(text):
+        script = script_of(char)
+        if script is not None:
+            counted += 1
+            foreign += script not in allowed
+    if "Latin" not in allowed:
+        foreign += ascii_letters
+    return foreign / counted if counted else 0.0
+
+
+class QualityFilter:
+    """Callable for ``map_batches(batch_format="pyarrow")``: marks infrastructure failures and
+    quality drops (see the module docstring); one row out per row in, no row removed."""
+
+    def __init__(self, cfg: QualityConfig):
+        self.cfg = cfg
+        self.allowed = frozenset(cfg.allowed_scripts)
+
+    def quality_reason(self, completion: str, answer: str | None, finish_reason, format_ok, completion_tokens) -> str | None:
+        """First quality reason for one row, or ``None`` if it passes every enabled check."""
+        cfg = self.cfg
+        if cfg.drop_truncated and (reason := truncated(finish_reason)):
+            return reason
+        if cfg.check_think_format and (reason := think_format(completion, format_ok)):
+            return reason
+        if cfg.require_answer and (reason := missing_answer(completion, answer)):
+            return reason
+        if reason := length_outlier(completion_tokens, cfg.min_completion_tokens, cfg.max_completion_tokens):
+            return reason
+        share = cfg.max_repeated_word_ngram_share
+        if share is not None and repeated_share(completion.split(), cfg.word_ngram) > share:
+            return "word_repetition"
+        share = cfg.max_repeated_char_ngram_share
+        if share is not None and repeated_share(completion, cfg.char_ngram) > share:
+            return "char_repetition"
+        share = cfg.max_foreign_script_share
+        if share is not None and foreign_script_share(completion, self.allowed) > share:
+            return "language_mixing"
+        return None
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        infra = [
+            infra_failure(status, verdict, error)
+            for status, verdict, error in zip(
+                table.column("gen_status").to_pylist(), values(table, "verdict"), values(table, "reward_error"), strict=True
+            )
+        ]
+        out = mark_drops(table, infra, "infra")
+        columns = zip(
+            values(out, "drop_reason"),
+            values(out, "completion"),
+            values(out, "answer"),
+            values(out, "finish_reason"),
+            values(out, "format_ok"),
+            values(out, "completion_tokens"),
+            strict=True,
+        )
+        reasons = [
+            None if dropped is not None else self.quality_reason(completion or "", answer, finish, fmt, tokens)
+            for dropped, completion, answer, finish, fmt, tokens in columns
+        ]
+        out = mark_drops(out, reasons, "quality")
+        if out.num_rows != table.num_rows:
+            raise RuntimeError(f"quality filter returned {out.num_rows} rows for {table.num_rows}")
+        return out

@@ -1,0 +1,114 @@
+"""Live progress and final throughput of a generation run, gathered from all actors.
+
+One small Ray actor per ``generate`` call receives a report per finished batch, logs progress
+(prompts done / total, samples/s, output tokens/s, ETA) at most every ``log_every_s`` seconds, and
+keeps a stats file (atomically replaced) that :func:`factory.stages.generate.read_generation_stats`
+reads for the manifest. Rates count only newly generated samples (resumed ones are free); the
+clock starts when the actor does (engine start-up is included, as a user waits for it too).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+log = logging.getLogger("factory.generate")
+
+
+class ProgressState:
+    """Counters and derived rates; plain Python so it is testable without Ray."""
+
+    def __init__(self, total_prompts: int | None, clock=time.monotonic):
+        self.total_prompts = total_prompts
+        self._clock = clock
+        self.started = clock()
+        self.prompts_done = 0
+        self.prompts_resumed = 0
+        self.samples = 0
+        self.output_tokens = 0
+        self.prompt_tokens = 0
+        self.statuses: Counter[str] = Counter()
+
+    def add(self, report: dict) -> None:
+        """Add one batch report (keys: prompts, resumed, samples, output_tokens, prompt_tokens, statuses)."""
+        self.prompts_done += report["prompts"]
+        self.prompts_resumed += report["resumed"]
+        self.samples += report["samples"]
+        self.output_tokens += report["output_tokens"]
+        self.prompt_tokens += report["prompt_tokens"]
+        self.statuses.update(report["statuses"])
+
+    def stats(self) -> dict:
+        """Snapshot for logs and the manifest."""
+        elapsed = max(self._clock() - self.started, 1e-9)
+        generated = self.prompts_done - self.prompts_resumed
+        eta = None
+        if self.total_prompts and generated:
+            eta = (self.total_prompts - self.prompts_done) * elapsed / generated
+        return {
+            "prompts_done": self.prompts_done,
+            "prompts_total": self.total_prompts,
+            "prompts_resumed": self.prompts_resumed,
+            "samples_generated": self.samples,
+            "output_tokens": self.output_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "status_counts": dict(self.statuses),
+            "elapsed_s": round(elapsed, 3),
+            "samples_per_s": round(self.samples / elapsed, 3),
+            "output_tokens_per_s": round(self.output_tokens / elapsed, 3),
+            "eta_s": None if eta is None else round(eta, 1),
+        }
+
+    def line(self) -> str:
+        """One human-readable progress line."""
+        s = self.stats()
+        total = s["prompts_total"] if s["prompts_total"] is not None else "?"
+        eta = "?" if s["eta_s"] is None else f"{s['eta_s']:.0f}s"
+        return (
+            f"generation: {s['prompts_done']}/{total} prompts ({s['prompts_resumed']} resumed), "
+            f"{s['samples_per_s']:.2f} samples/s, {s['output_tokens_per_s']:.1f} output tok/s, ETA {eta}"
+        )
+
+
+def _progress_actor_class():
+    import ray
+
+    @ray.remote(num_cpus=0, max_restarts=0)
+    class GenerationProgressActor:
+        def __init__(self, total_prompts: int | None, stats_path: str | None, log_every_s: float = 5.0):
+            logging.basicConfig(level=logging.INFO)
+            self._state = ProgressState(total_prompts)
+            self._stats_path = stats_path
+            self._log_every_s = log_every_s
+            self._last_log = 0.0
+
+        def report(self, batch_report: dict) -> None:
+            self._state.add(batch_report)
+            now = time.monotonic()
+            done = self._state.total_prompts is not None and self._state.prompts_done >= self._state.total_prompts
+            if done or now - self._last_log >= self._log_every_s:
+                self._last_log = now
+                log.info(self._state.line())
+            if self._stats_path:
+                from factory.stages.generate_checkpoint import _atomic_write, _write_json
+
+                _atomic_write(self._stats_path, lambda tmp: _write_json(tmp, self._state.stats()))
+
+        def stats(self) -> dict:
+            return self._state.stats()
+
+    return GenerationProgressActor
+
+
+class _LazyActorClass:
+    """``GenerationProgress.options(...).remote(...)`` without importing ray at module import."""
+
+    def options(self, **kwargs):
+        return _progress_actor_class().options(**kwargs)
+
+    def remote(self, *args, **kwargs):
+        return _progress_actor_class().remote(*args, **kwargs)
+
+
+GenerationProgress = _LazyActorClass()

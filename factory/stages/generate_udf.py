@@ -1,0 +1,209 @@
+"""``TeacherGeneration``: the ``map_batches`` callable turning a prompts batch into samples.
+
+Input: a ``pyarrow.Table`` with PROMPT_SCHEMA's columns. Output: PROMPT_FIELDS + GENERATION_FIELDS,
+exactly ``n`` rows per input prompt (sample_index 0..n-1), grouped by prompt in input order. A
+prompt already in the checkpoint (same gen_key) is served from it; the others are rendered with
+the chat template, length-checked, and sent to the engine all at once (the engine batches them
+continuously). Per-prompt failures are statuses on the prompt's rows (``prompt_too_long``,
+``engine_error``, with null completion fields); an ``EngineDead`` ends the actor's process
+(``os._exit``) so Ray restarts it within ``resources.max_actor_restarts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from factory import schema
+from factory.engines.base import (
+    STATUS_OK,
+    STATUS_PROMPT_TOO_LONG,
+    EngineDead,
+    PromptRequest,
+    PromptResult,
+    Sample,
+    SamplingSpec,
+    prompt_seed,
+)
+from factory.stages.generate import GenerationConfig, PromptingConfig, gen_key, generation_config_hash
+
+log = logging.getLogger(__name__)
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+SAMPLE_SCHEMA = schema.SAMPLE_SCHEMA
+
+
+def user_message(prompt: str, task: str, prompting: PromptingConfig) -> str:
+    """The user turn: the problem joined with the (task's) instruction."""
+    instruction = prompting.instruction_by_task.get(task, prompting.instruction)
+    if not instruction:
+        return prompt
+    parts = [prompt, instruction] if prompting.instruction_position == "after" else [instruction, prompt]
+    return prompting.instruction_separator.join(parts)
+
+
+def render_prompt(tokenizer, prompt: str, task: str, prompting: PromptingConfig) -> str:
+    """Chat-template text with generation prompt, ending in "<think>\\n" when forced."""
+    messages = [{"role": "user", "content": user_message(prompt, task, prompting)}]
+    if prompting.system_prompt:
+        messages.insert(0, {"role": "system", "content": prompting.system_prompt})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if prompting.force_think and not text.endswith(THINK_OPEN + "\n"):
+        text += THINK_OPEN + "\n"
+    return text
+
+
+def split_completion(completion: str) -> tuple[str, str | None]:
+    """(reasoning, answer) of a completion that starts inside <think>; answer is None when the
+    chain never closed (e.g. cut at max_tokens)."""
+    text = completion.removeprefix(THINK_OPEN).lstrip("\n") if completion.startswith(THINK_OPEN) else completion
+    if THINK_CLOSE not in text:
+        return text.strip(), None
+    reasoning, answer = text.split(THINK_CLOSE, 1)
+    return reasoning.strip(), answer.strip()
+
+
+class TeacherGeneration:
+    """Callable class for ``map_batches(batch_format="pyarrow")``; one engine per instance."""
+
+    def __init__(self, cfg: GenerationConfig, checkpoint=None, progress=None):
+        from transformers import AutoTokenizer
+
+        from factory.engines import open_engine
+        from factory.tiny import resolve_model
+
+        self._cfg = cfg
+        self._checkpoint = checkpoint
+        self._progress = progress
+        self._config_hash = generation_config_hash(cfg)
+        self._sampling_json = json.dumps(cfg.sampling.model_dump(mode="json"), sort_keys=True)
+        model_dir = resolve_model(cfg.engine.model)
+        revision = cfg.engine.revision if model_dir == cfg.engine.model else None
+        self._tokenizer = AutoTokenizer.from_pretrained(
+            model_dir, revision=revision, trust_remote_code=cfg.engine.trust_remote_code
+        )
+        self._engine = open_engine(cfg.engine, model_dir)
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        prompts = schema.conform(batch, schema.PROMPT_SCHEMA).to_pylist()
+        keys = [gen_key(self._config_hash, p["prompt"]) for p in prompts]
+        todo = [i for i, p in enumerate(prompts) if not self._is_done(p["prompt_id"], keys[i])]
+        texts = {i: self._render(prompts[i]) for i in todo}
+        try:
+            results = await asyncio.gather(*(self._run(prompts[i], keys[i], texts[i]) for i in todo))
+        except EngineDead as exc:
+            log.error("engine dead, exiting actor so Ray replaces it: %s", exc)
+            _exit_process()
+        new_rows = {i: self._rows(prompts[i], keys[i], texts[i], res) for i, res in zip(todo, results)}
+        fresh = pa.Table.from_pylist([r for i in todo for r in new_rows[i]], schema=SAMPLE_SCHEMA)
+        if self._checkpoint is not None and fresh.num_rows:
+            self._checkpoint.write_shard(fresh)
+        parts = [
+            pa.Table.from_pylist(new_rows[i], schema=SAMPLE_SCHEMA)
+            if i in new_rows
+            else schema.conform(self._checkpoint.read_prompt(prompts[i]["prompt_id"]), SAMPLE_SCHEMA)
+            for i in range(len(prompts))
+        ]
+        out = pa.concat_tables(parts) if parts else SAMPLE_SCHEMA.empty_table()
+        self._report(len(prompts), len(prompts) - len(todo), fresh)
+        return out
+
+    def _is_done(self, prompt_id: str, key: str) -> bool:
+        return self._checkpoint is not None and self._checkpoint.done(prompt_id, key)
+
+    def _render(self, prompt: dict) -> str:
+        return render_prompt(self._tokenizer, prompt["prompt"], prompt["task"], self._cfg.prompting)
+
+    async def _run(self, prompt: dict, key: str, text: str) -> tuple[int, PromptResult]:
+        token_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        limit = self._engine.max_model_len
+        if limit is not None and len(token_ids) >= limit:
+            error = f"prompt has {len(token_ids)} tokens, max_model_len is {limit}"
+            return len(token_ids), PromptResult(key, STATUS_PROMPT_TOO_LONG, error=error)
+        sampling = self._cfg.sampling
+        spec = SamplingSpec(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=prompt_seed(sampling.seed, f"{prompt['prompt_id']}:{key}"),
+        )
+        request_id = f"{prompt['prompt_id']}:{key[:12]}:{uuid.uuid4().hex[:8]}"
+        return len(token_ids), await self._engine.generate(PromptRequest(request_id, token_ids, spec))
+
+    def _rows(self, prompt: dict, key: str, text: str, outcome: tuple[int, PromptResult]) -> list[dict]:
+        prompt_tokens, result = outcome
+        n = self._cfg.sampling.n
+        base_seed = prompt_seed(self._cfg.sampling.seed, f"{prompt['prompt_id']}:{key}")
+        samples = result.samples if result.status == STATUS_OK else [None] * n
+        rows = []
+        for index, sample in enumerate(samples):
+            row = dict(prompt)
+            row.update(self._generation_fields(key, index, text, prompt_tokens, result, sample))
+            row["sample_id"] = f"{prompt['prompt_id']}:{key[:12]}:{index}"
+            row["seed"] = None if base_seed is None else base_seed + index
+            rows.append(row)
+        return rows
+
+    def _generation_fields(
+        self, key: str, index: int, text: str, prompt_tokens: int, result: PromptResult, sample: Sample | None
+    ) -> dict:
+        engine = self._engine
+        fields = {
+            "sample_index": index,
+            "gen_key": key,
+            "prompt_text": text,
+            "prompt_tokens": prompt_tokens,
+            "gen_status": result.status,
+            "gen_error": result.error,
+            "teacher_model": self._cfg.engine.model,
+            "teacher_revision": self._cfg.engine.revision,
+            "backend": engine.backend,
+            "backend_version": engine.version,
+            "sampling_json": self._sampling_json,
+        }
+        if sample is not None:
+            reasoning, answer = split_completion(sample.text)
+            fields.update(
+                completion=sample.text,
+                reasoning=reasoning,
+                answer=answer,
+                completion_tokens=sample.completion_tokens,
+                finish_reason=sample.finish_reason,
+                cumulative_logprob=sample.cumulative_logprob,
+            )
+        return fields
+
+    def _report(self, prompts: int, resumed: int, fresh: pa.Table) -> None:
+        if self._progress is None:
+            return
+        ok = fresh.filter(pc.equal(fresh["gen_status"], STATUS_OK)) if fresh.num_rows else fresh
+        statuses: dict[str, int] = {}
+        for status in fresh["gen_status"].to_pylist():
+            statuses[status] = statuses.get(status, 0) + 1
+        self._progress.report.remote(
+            {
+                "prompts": prompts,
+                "resumed": resumed,
+                "samples": ok.num_rows,
+                "output_tokens": int(pc.sum(ok["completion_tokens"]).as_py() or 0) if ok.num_rows else 0,
+                "prompt_tokens": int(pc.sum(fresh["prompt_tokens"]).as_py() or 0) if fresh.num_rows else 0,
+                "statuses": statuses,
+            }
+        )
+
+    def __del__(self):
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
+
+
+def _exit_process() -> None:
+    """Hard exit: Ray sees the actor die unexpectedly and restarts it (bounded by max_restarts)."""
+    logging.shutdown()
+    os._exit(1)

