@@ -135,7 +135,7 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
             stages.counts[name]["stats"] = stats
     drops = dict(sorted(drop_counts(ds).items()))
     drops.update(prompts.skipped)
-    store = SnapshotStore(cfg.store.root, cfg.store.dataset)
+    store = SnapshotStore.from_config(cfg.store)
     with stages.stage("commit", kept_count(ds) + plan.reused.num_rows) as out:
         snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir), cfg.generation),
                                      plan)
@@ -151,16 +151,16 @@ def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, genera
     from factory.stages.dedup import write_signatures
     from factory.store import code_version
 
-    staged = store.begin(parent=plan.parent_version or "latest")
+    staged = store.begin(parent=plan.parent_version or "latest", schema=DATASET_SCHEMA)
     kept = ds.map_batches(kept_rows, batch_format="pyarrow")
     dataset = kept.map_batches(to_dataset_rows, fn_kwargs={"prompting": cfg.generation.prompting}, batch_format="pyarrow")
     if plan.reused.num_rows:
         dataset = dataset.union(ray.data.from_arrow(plan.reused.cast(DATASET_SCHEMA)))
     dataset = dataset.sort(["prompt_id", "sample_index"]).materialize()
-    dataset.write_parquet(staged.data_dir, compression="zstd", row_group_size=cfg.store.row_group_rows,
-                          max_rows_per_file=cfg.store.rows_per_file)
+    dataset.write_parquet(staged.data_dir, **staged.ray_write_kwargs())
     if cfg.store.keep_dropped_side_table:
-        ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"), compression="zstd")
+        ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"),
+                                                                           **staged.ray_write_kwargs())
     write_signatures(dataset, cfg.dedup, staged.side_dir("signatures"))
     engine = cfg.generation.engine
     manifest = {
@@ -199,7 +199,7 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
 
     start = time.perf_counter()
     stages = StageLog()
-    parent = SnapshotStore(cfg.store.root, cfg.store.dataset).latest() if incremental else None
+    parent = SnapshotStore.from_config(cfg.store).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
         snapshot, manifest = build_snapshot(cfg, stages, parent)
         checkpoint = None

@@ -71,7 +71,7 @@ def train_command(cfg: FactoryConfig, config_path: str, snapshot: str, *, submit
     if cfg.train is None:
         print("error: the config has no train section", file=sys.stderr)
         return 2
-    store = SnapshotStore(cfg.store.root, cfg.store.dataset)
+    store = SnapshotStore.from_config(cfg.store)
     snap = store.latest() if snapshot == "latest" else store.get(snapshot)
     if snap is None:
         print(f"error: no committed snapshot in {cfg.store.root}/{cfg.store.dataset}", file=sys.stderr)

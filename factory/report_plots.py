@@ -36,7 +36,7 @@ def _to_img(fig, alt: str) -> str:
 
 
 def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 30,
-              value_range: tuple[float, float] | None = None) -> str:
+              value_range: tuple[float, float] | None = None, ylabel: str = "rows") -> str:
     """Overlaid histograms, one per named series (e.g. kept vs dropped), on shared bins."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -50,13 +50,14 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
             ax.hist(vs, bins=bins, range=(low, high), alpha=0.6, label=f"{name} (n={len(vs)})", color=color)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("rows")
+    ax.set_ylabel(ylabel)
     ax.legend(loc="best", fontsize=8)
     return _to_img(fig, title)
 
 
 def bars(labels: list[str], values: list[float], title: str, xlabel: str, horizontal: bool = True) -> str:
-    """One bar per label; horizontal by default so long labels (stage:reason) stay readable."""
+    """One bar per label; horizontal by default so long labels (stage:reason) stay readable.
+    ``xlabel`` names the value axis in both orientations."""
     plt = _pyplot()
     height = max(2.4, 0.35 * len(labels) + 1.2) if horizontal else 3.2
     fig, ax = plt.subplots(figsize=(7, height))
@@ -72,17 +73,3 @@ def bars(labels: list[str], values: list[float], title: str, xlabel: str, horizo
     ax.set_title(title)
     return _to_img(fig, title)
 
-
-def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> str:
-    """Bars grouped by ``groups`` (e.g. benchmarks), one colour per series (e.g. teacher, student)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    width = 0.8 / max(1, len(series))
-    for i, (name, values) in enumerate(series.items()):
-        xs = [g + i * width for g in range(len(groups))]
-        ax.bar(xs, values, width=width, label=name, color=FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
-    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups, fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
-    return _to_img(fig, title)

@@ -3,8 +3,10 @@
 Contract:
 - :func:`band_keys` turns (N, num_perm) signatures into (N, bands) uint64 keys; band i hashes
   signature values ``[i*rows, (i+1)*rows)`` (datasketch's ``hashranges``) with the band index, so
-  two rows share band key i exactly when they agree on all ``rows`` values of band i (up to 64-bit
-  hash collisions, ~N²/2^65 pairs). Exact dedup is the same machinery with one "band" (the text hash).
+  two rows share band key i exactly when they agree on all ``rows`` values of band i, up to hash
+  collisions: the hash is multilinear (fixed random odd 64-bit multipliers, sum mod 2^64, then
+  fmix64), so two different bands collide with probability ~2^-64 when their values differ in an
+  odd amount somewhere (2^-33 at worst); at 100M rows that is far below one false candidate pair. Exact dedup is the same machinery with one "band" (the text hash).
 - :func:`components` links rows sharing any band key and returns a component label per row;
   :func:`representatives` keeps the first row of each component under a caller-given order.
 
@@ -33,7 +35,7 @@ import numpy as np
 
 from factory.dedup.hashing import fmix64
 
-_BAND_SALT = np.uint64(0xD6E8FEB86659FD93)
+_BAND_SEED = 20240601  # fixed: band keys must be comparable across runs and snapshots
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -41,20 +43,26 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     n, num_perm = signatures.shape
     if bands * rows > num_perm:
         raise ValueError(f"bands × rows = {bands * rows} exceeds num_perm = {num_perm}")
+    multipliers = np.random.RandomState(_BAND_SEED).randint(0, 1 << 62, (bands, rows), dtype=np.uint64) * 2 + 1
     keys = np.empty((n, bands), dtype=np.uint64)
     for band in range(bands):
-        acc = np.full(n, fmix64(np.uint64(band + 1) * _BAND_SALT), dtype=np.uint64)
-        for col in range(band * rows, (band + 1) * rows):
-            acc = fmix64(acc ^ signatures[:, col].astype(np.uint64))
-        keys[:, band] = acc
+        block = signatures[:, band * rows : (band + 1) * rows].astype(np.uint64)
+        keys[:, band] = fmix64((block * multipliers[band]).sum(axis=1, dtype=np.uint64) + np.uint64(band))
     return keys
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """True where a run of equal values starts (empty input gives an empty mask)."""
+    starts = np.ones(sorted_values.size, dtype=bool)
+    starts[1:] = sorted_values[1:] != sorted_values[:-1]
+    return starts
 
 
 def _group_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Star edges (first member, other member) of every group of equal keys in one column."""
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)
     sorted_keys = keys[order]
-    new_group = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
+    new_group = _run_starts(sorted_keys)
     group_start = np.maximum.accumulate(np.where(new_group, np.arange(order.size), 0))
     inner = ~new_group
     return order[group_start[inner]], order[inner]
@@ -81,7 +89,7 @@ def union_find(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def components(keys: np.ndarray) -> np.ndarray:
     """Component label per row of (N,) or (N, bands) keys: rows sharing any key column value are
     in one component."""
-    keys = keys.reshape(keys.shape[0], -1)
+    keys = keys if keys.ndim == 2 else keys[:, None]
     n = keys.shape[0]
     us, vs = [], []
     for band in range(keys.shape[1]):
@@ -90,9 +98,9 @@ def components(keys: np.ndarray) -> np.ndarray:
         vs.append(v)
     u = np.concatenate(us) if us else np.zeros(0, np.int64)
     v = np.concatenate(vs) if vs else np.zeros(0, np.int64)
-    if u.size:
-        pairs = np.unique(np.stack([np.minimum(u, v), np.maximum(u, v)], axis=1), axis=0)
-        u, v = pairs[:, 0], pairs[:, 1]
+    if u.size:  # the same pair found in several bands is one edge
+        pairs = np.unique(np.minimum(u, v).astype(np.int64) * n + np.maximum(u, v))
+        u, v = pairs // n, pairs % n
     return union_find(n, u, v)
 
 
@@ -102,7 +110,7 @@ def representatives(labels: np.ndarray, order_keys: list[np.ndarray]) -> np.ndar
     with a unique key so the choice is deterministic)."""
     order = np.lexsort(tuple(reversed(order_keys)) + (labels,))
     sorted_labels = labels[order]
-    first = np.concatenate([[True], sorted_labels[1:] != sorted_labels[:-1]])
+    first = _run_starts(sorted_labels)
     keep = np.zeros(labels.size, dtype=bool)
     keep[order[first]] = True
     return keep

@@ -63,17 +63,18 @@ class VllmEngine:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         spec = request.sampling
-        params = SamplingParams(
-            n=spec.n,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
-            max_tokens=spec.max_tokens,
-            seed=spec.seed,
-            logprobs=0,
-            output_kind=RequestOutputKind.FINAL_ONLY,
-        )
+        greedy = spec.temperature == 0
         final = None
         try:
+            params = SamplingParams(
+                n=1 if greedy else spec.n,  # vLLM refuses n > 1 when greedy: the draws would be equal
+                temperature=spec.temperature,
+                top_p=spec.top_p,
+                max_tokens=spec.max_tokens,
+                seed=spec.seed,
+                logprobs=0,
+                output_kind=RequestOutputKind.FINAL_ONLY,
+            )
             stream = self._llm.generate(
                 {"prompt_token_ids": request.prompt_token_ids}, params, request.request_id
             )
@@ -86,10 +87,10 @@ class VllmEngine:
                 raise EngineDead(f"vLLM engine errored: {exc!r}") from exc
             log.warning("vLLM rejected request %s: %r", request.request_id, exc)
             return PromptResult(request.request_id, STATUS_ENGINE_ERROR, error=repr(exc)[:2000])
-        if final is None or len(final.outputs) != spec.n:
+        if final is None or len(final.outputs) != params.n:
             got = 0 if final is None else len(final.outputs)
             return PromptResult(
-                request.request_id, STATUS_ENGINE_ERROR, error=f"vLLM returned {got} of {spec.n} samples"
+                request.request_id, STATUS_ENGINE_ERROR, error=f"vLLM returned {got} of {params.n} samples"
             )
         samples = [
             Sample(
@@ -100,6 +101,8 @@ class VllmEngine:
             )
             for out in sorted(final.outputs, key=lambda o: o.index)
         ]
+        if greedy:
+            samples = samples * spec.n
         return PromptResult(request.request_id, STATUS_OK, samples)
 
     def close(self) -> None:

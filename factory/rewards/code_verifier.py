@@ -1,7 +1,7 @@
 """Code verifier: run the candidate against the task's tests in the sandbox (``sandbox.py``).
 
-Program layout (HumanEval convention): ``prompt`` (only when it is valid Python, i.e. the function
-stub; an instruction-style prompt is skipped) + candidate + ``tests`` + ``check(entry_point)`` (only
+Program layout (HumanEval convention): ``prompt`` (only when it is a code stub: valid Python made of
+imports and definitions; an instruction-style prompt is skipped) + candidate + ``tests`` + ``check(entry_point)`` (only
 when an entry point is given). The candidate is the last fenced python block of the answer, else the
 whole answer. A prompt-only stub whose body is just a docstring is valid Python, so a candidate that
 restates the whole function simply redefines it.
@@ -13,6 +13,8 @@ sandbox_error -> ``error``; no code in the answer -> ``no_answer``; no tests -> 
 
 from __future__ import annotations
 
+import ast
+
 from factory.rewards.answers import extract_code
 from factory.rewards.sandbox import SandboxLimits, run_sandboxed
 from factory.rewards.verdict import VerdictResult
@@ -23,17 +25,25 @@ _VERDICT_OF = {"pass": "correct", "fail": "wrong", "timeout": "timeout", "memory
                "sandbox_error": "error"}
 
 
-def _is_python(text: str) -> bool:
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_DECLARATIONS = _DEFINITIONS + (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)
+
+
+def _is_code_stub(text: str) -> bool:
+    """True for a HumanEval-style stub: valid Python of imports/assignments/definitions (and string
+    literals), with at least one function or class. Prose that happens to parse ("q") is not."""
     try:
-        compile(text, "prompt", "exec")
+        module = ast.parse(text)
     except (SyntaxError, ValueError):
         return False
-    return True
+    declarative = all(isinstance(node, _DECLARATIONS) or (isinstance(node, ast.Expr) and isinstance(
+        node.value, ast.Constant) and isinstance(node.value.value, str)) for node in module.body)
+    return declarative and any(isinstance(node, _DEFINITIONS) for node in module.body)
 
 
 def build_program(candidate: str, tests: str, entry_point: str | None, prompt: str | None = None) -> str:
     """The source run in the sandbox (see module doc)."""
-    parts = [prompt] if prompt and _is_python(prompt) else []
+    parts = [prompt] if prompt and _is_code_stub(prompt) else []
     parts += [candidate, tests]
     if entry_point:
         parts.append(f"check({entry_point})")

@@ -15,7 +15,6 @@ Logic tasks use the same verifier (math-verify falls back to exact string compar
 from __future__ import annotations
 
 import json
-import logging
 import os
 import select
 import subprocess
@@ -29,7 +28,7 @@ from factory.rewards.verdict import VerdictResult
 
 NAME = "math"
 VERSION = f"1+math-verify-{_dist_version('math-verify')}"
-log = logging.getLogger(__name__)
+STARTUP_TIMEOUT_S = 120.0
 
 
 def _result(status: str, detail: str) -> VerdictResult:
@@ -68,7 +67,8 @@ class MathVerifier:
     """Judges math answers with a wall-clock limit per sample, in a persistent child process.
 
     Not thread-safe: one caller at a time. ``close()`` (or ``with``) stops the child; a timed-out
-    or crashed child is killed and a fresh one started on the next call (~0.5 s).
+    or crashed child is killed and a fresh one started on the next call (~0.5 s). Worker start-up
+    (imports) is not counted against a sample's limit.
     """
 
     def __init__(self, timeout_s: float = 5.0) -> None:
@@ -105,6 +105,8 @@ class MathVerifier:
                 [sys.executable, "-m", "factory.rewards.math_worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
+            if self._read_line(self._proc, time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":
+                raise OSError(f"math worker not ready within {STARTUP_TIMEOUT_S}s")
         return self._proc
 
     def _read_line(self, proc: subprocess.Popen, deadline: float) -> bytes | None:

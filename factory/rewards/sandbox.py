@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,19 +146,33 @@ def _tools_present(mode: str) -> bool:
     return all(shutil.which(tool) for tool in needed) and os.geteuid() == 0
 
 
-@functools.lru_cache(maxsize=None)
+_PROBE_LOCK = threading.Lock()
+
+
 def resolve_mode(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> str | None:
     """The isolation a run in ``mode`` gets here, probed once per process: ``bwrap``, ``unshare``,
     or None when none works (then every run is ``sandbox_error``). ``auto`` prefers bwrap.
 
     Both modes need root (namespaces without a user namespace, and a uid switch for RLIMIT_NPROC).
+    The probe runs as ``uid_base - 1``, a uid no slot uses, one probe at a time.
     """
     if mode not in SANDBOX_MODES:
         raise ValueError(f"sandbox mode must be one of {SANDBOX_MODES}, got {mode!r}")
+    with _PROBE_LOCK:
+        return _probe(mode, python, uid_base)
+
+
+def forget_probes() -> None:
+    """Drop the cached probe results (after installing a tool, or in tests)."""
+    _probe.cache_clear()
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> str | None:
     candidates = ["bwrap", "unshare"] if mode == "auto" else [mode]
     for candidate in candidates:
         if _tools_present(candidate):
-            probe = _run(candidate, "print('ok')", SandboxLimits(timeout_s=20), python or default_python(), uid_base)
+            probe = _run(candidate, "print('ok')", SandboxLimits(timeout_s=20), python or default_python(), uid_base - 1)
             if probe.status == "pass" and probe.stdout.strip() == "ok":
                 return candidate
     return None
@@ -167,7 +182,8 @@ def run_sandboxed(source: str, limits: SandboxLimits = SandboxLimits(), mode: st
                   python: str | None = None, uid_base: int = 61000, slot: int = 0) -> SandboxResult:
     """Run Python ``source`` in the sandbox and classify the outcome (see module doc).
 
-    ``slot`` picks the sandbox uid (``uid_base + slot``): concurrent runs must use distinct slots.
+    ``slot`` picks the sandbox uid (``uid_base + slot``): concurrent runs must use distinct slots, since
+    a finished run kills every process left with its uid.
     """
     python = python or default_python()
     resolved = resolve_mode(mode, python, uid_base)
@@ -190,6 +206,7 @@ def _run(mode: str, source: str, limits: SandboxLimits, python: str, uid: int) -
                 command = _launch_command(mode, python, uid, limits, report_write)
                 exit_code, timed_out = _execute(command, f"{nonce}\n{source}".encode(), limits,
                                                 out, err, report_write, scratch, mode)
+            _await_namespace_teardown(uid)
             os.close(report_write)
             report_write = -1
             report = _read_available(report_read)
@@ -233,10 +250,42 @@ def _execute(command: list[str], stdin: bytes, limits: SandboxLimits, out, err, 
     return proc.returncode, timed_out
 
 
+def _processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+def _await_namespace_teardown(uid: int, deadline_s: float = 10.0) -> None:
+    """Wait until no process of the sandbox uid is left (the kernel kills a dead pid namespace's
+    members asynchronously), so the slot's RLIMIT_NPROC count is free for the next run."""
+    stop = time.monotonic() + deadline_s
+    while (pids := _processes_of(uid)) and time.monotonic() < stop:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
 def _read_available(fd: int) -> str:
-    """Everything written to the report pipe (all writers are closed by now)."""
+    """What was written to the report pipe; non-blocking, in case a writer outlived the run."""
+    os.set_blocking(fd, False)
     chunks = []
-    while chunk := os.read(fd, 65536):
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
         chunks.append(chunk)
         if sum(map(len, chunks)) > 65536:
             break

@@ -197,11 +197,6 @@ class TeacherGeneration:
             }
         )
 
-    def __del__(self):
-        engine = getattr(self, "_engine", None)
-        if engine is not None:
-            engine.close()
-
 
 def _exit_process() -> None:
     """Hard exit: Ray sees the actor die unexpectedly and restarts it (bounded by max_restarts)."""

@@ -32,6 +32,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
+from factory import tiny
 from factory.sections import Section
 
 
@@ -101,15 +102,6 @@ def pack_micro_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
-def resolve_model_path(model: str) -> str:
-    """A local path or hub id for ``model``; ``tiny:*`` names resolve to the locally built tiny models."""
-    if model.startswith("tiny:"):
-        from factory import tiny
-
-        return str(tiny.resolve_model(model))
-    return model
-
-
 def _eligible(table) -> list[bool]:
     """Rows the RM should score: generation ok, a completion present, not dropped yet."""
     status = table.column("gen_status").to_pylist()
@@ -136,7 +128,7 @@ class RewardScorer:
         use_cuda = cfg.num_gpus_per_actor > 0 and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
         dtype_name = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
-        path = resolve_model_path(cfg.model)
+        path = tiny.resolve_model(cfg.model)  # ``tiny:reward`` -> the local tiny build; other names unchanged
         load = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
         self.tokenizer = AutoTokenizer.from_pretrained(path, **load)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype_name), **load)

@@ -6,7 +6,7 @@
 check); readers use :class:`Snapshot`, which reads only manifest-listed files.
 """
 
-from factory.store.code_version import code_version
+from factory.store.code_revision import code_version
 from factory.store.config import StoreConfig
 from factory.store.errors import CommitConflict, CorruptSnapshot, SnapshotNotFound, StoreError
 from factory.store.parts import WriteOptions

@@ -1,7 +1,8 @@
 """Default dataset card (README.md) of a snapshot, rendered from its manifest.
 
-Covered: the Hugging Face front matter naming the data files, counts, drop reasons, lineage,
-dedup/decontamination stats, the schema table and loading snippets. The pipeline may pass its
+Covered: the Hugging Face front matter naming the data files, the store's counts, and the
+pipeline's manifest keys ``counts``, ``drops``, ``lineage``, ``dedup`` and ``decontam`` when
+present, the schema table and loading snippets. The pipeline may pass its
 own card text to ``commit`` instead; the store then writes that text unchanged.
 """
 
@@ -53,9 +54,9 @@ Reasoning-distillation dataset produced by distill-factory: one row per kept tea
 - parent snapshot: {manifest['parent'] or 'none'}
 - created: {manifest['created_at']}
 {_section("Side tables", side, "table", "rows")}{_section("Rows per stage", manifest.get("counts"), "stage", "rows")}\
-{_section("Drop reasons", manifest.get("drop_reasons"), "reason", "rows")}\
+{_section("Drop reasons", manifest.get("drops"), "reason", "rows")}\
 {_section("Lineage", lineage, "what", "value")}{_section("Dedup", manifest.get("dedup"), "stat", "value")}\
-{_section("Decontamination", manifest.get("decontamination"), "stat", "value")}
+{_section("Decontamination", manifest.get("decontam"), "stat", "value")}
 ## Schema
 
 {schema_table(schema_from_record(manifest["schema"]))}

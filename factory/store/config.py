@@ -30,7 +30,7 @@ class StoreConfig(Section):
     keep_dropped_side_table: bool = True
     """Keep rejected rows (with drop_reason) in a "dropped" side table so filters can be audited."""
     gc_staging_after_s: float = 86_400.0
-    """Staging dirs of crashed writers older than this are deleted by gc_staging at commit time."""
+    """Staging dirs of crashed writers idle this long are deleted when the next writer begins."""
 
     @field_validator("dataset")
     @classmethod

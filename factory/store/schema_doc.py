@@ -48,9 +48,21 @@ Read the files the manifest lists (`Snapshot.files`), never a glob of the direct
 
 Keys the store writes: `format`, `dataset`, `version`, `parent`, `created_at`, `code_version`,
 `writer`, `schema` (fields and exact Arrow schema), `num_rows`, `files` (path, rows, bytes, sha256
-per file) and `side_tables` (the same per side table). Keys the pipeline supplies: `config`,
-`lineage` (teacher and reward-model revisions, sampling params, verifier versions), `counts`
-(rows per stage), `drop_reasons`, `dedup`, `decontamination`.
+per file) and `side_tables` (the same per side table). Keys the pipeline supplies (see
+`factory.flow`): `config` and `config_hash`, `lineage` (teacher and reward-model revisions,
+sampling params, prompt sources), `counts` and `timings` (per stage), `drops` (rows per drop
+reason), `dedup` and `decontam` stats, `generation` stats.
+
+## Commits
+
+A writer stages files in `ROOT/DATASET/_staging/<id>/` (invisible to readers), then commits:
+parts are renamed to `part-NNNNN.parquet`, checksummed, the card and then the manifest are
+written, the version is claimed in `_claims/VERSION` (an atomic create-if-absent: exactly one
+writer gets a version), the staging dir is renamed to `snapshots/VERSION`, and `LATEST` is
+rewritten last. A writer that began against parent X (the default: the latest version when it
+began) can only become X+1: if another writer got there first it fails with `CommitConflict`
+and publishes nothing, so a duplicate scheduled run cannot publish twice. A crash before the
+claim leaves nothing visible; a crash after it is completed by the next writer.
 
 ## Loading
 

@@ -1,11 +1,13 @@
 """A writer's private, not-yet-visible snapshot: write Parquet into it, then commit or abort.
 
 Contract: nothing under a staging dir is visible to readers; ``commit`` either publishes the
-whole snapshot and returns it, or raises and removes the staging dir (a crash leaves the dir
-for ``gc_staging``). Parent check: a stage begun against parent X (the default "latest"
-resolves X when ``begin`` runs) may only become version X+1; if another writer published or
-claimed X+1 first, ``commit`` raises :class:`CommitConflict` and does not retry, so a scheduled
-duplicate run cannot publish twice. A stage begun with ``parent=None`` takes the next free
+whole snapshot and returns it, or raises and removes the staging dir (a crash before the claim
+leaves the dir for ``gc_staging``; after it, the next writer completes the publish).
+
+Parent check: a stage begun against parent X (the default "latest" resolves X when ``begin``
+runs) may only become version X+1; if another writer published or claimed X+1 first,
+``commit`` raises :class:`CommitConflict` and does not retry, so a scheduled duplicate run
+cannot publish twice. A stage begun with ``parent=None`` takes the next free
 version and retries on a race, so concurrent unchecked writers all publish, in some order.
 """
 
@@ -23,7 +25,7 @@ import pyarrow as pa
 from factory.schema import conform
 from factory.store import commit as protocol
 from factory.store.card import render_card
-from factory.store.code_version import code_version
+from factory.store.code_revision import code_version
 from factory.store.config import DATASET_NAME
 from factory.store.errors import CommitConflict, StoreError
 from factory.store.layout import CARD, MANIFEST, SIDE, dump_json, format_version, version_number, write_atomic
@@ -103,10 +105,11 @@ class StagedSnapshot:
     def commit(self, manifest: dict, card: str | None = None) -> Snapshot:
         """Publish the staged files as the next version; see the module docstring.
 
-        ``manifest`` holds the pipeline's keys (config, lineage, counts, drop_reasons, dedup,
-        decontamination, …), must be JSON-serialisable and must not use the store's own keys
-        (``RESERVED``); ``code_version`` is filled in when absent. ``card`` replaces the default
-        dataset card. Raises CommitConflict (staging removed) when another writer won."""
+        ``manifest`` holds the pipeline's keys (config, lineage, counts, drops, dedup, decontam,
+        …), must be JSON-serialisable and must not use the store's own keys (``RESERVED``);
+        ``code_version`` is filled in when absent. ``card`` replaces the default dataset card.
+        Raises CommitConflict (staging removed) when another writer won; any other error before
+        the claim also removes the staging dir."""
         self._require_open()
         _check_manifest(manifest)
         try:
@@ -153,9 +156,8 @@ class StagedSnapshot:
             current = published[-1] if published else None
             if self.check_parent:
                 if current != self.parent:
-                    raise CommitConflict(
-                        f"{self.store.dataset}: built on {self.parent or 'an empty store'} but {current} is now the latest"
-                    )
+                    built_on = self.parent or "an empty store"
+                    raise CommitConflict(f"{self.store.dataset}: built on {built_on} but {current} is now the latest")
                 parent = current
             else:
                 parent = max(published + layout.claimed_versions(), key=version_number, default=None)

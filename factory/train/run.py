@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from factory.train.checkpoint import METRICS, latest_checkpoint, read_trainer_state, remove_stale_temps
@@ -63,33 +62,53 @@ def _lengths_batch(table: pa.Table, tokenizer_path: str, max_seq_len: int) -> pa
 
 
 @functools.lru_cache(maxsize=2)
-def _placements(ref_hex: str, ref) -> dict:
+def _placements(ref_hex: str, ref) -> dict[str, list[tuple[int, int]]]:
+    """sample_id -> [(pos, seq), ...] of one worker's placements, fetched once per process."""
     import ray
 
     table = ray.get(ref)
-    return {"index": {sid: i for i, sid in enumerate(table.column("sample_id").to_pylist())}, "table": table}
+    placed: dict[str, list[tuple[int, int]]] = {}
+    for sid, pos, seq in zip(*(table.column(c).to_pylist() for c in ("sample_id", "pos", "seq"))):
+        placed.setdefault(sid, []).append((pos, seq))
+    return placed
 
 
 def _place_batch(table: pa.Table, placements: list, tokenizer_path: str, max_seq_len: int) -> pa.Table:
-    """Keep the rows placed on this worker (one row per placement: a sample may recur across epochs)."""
+    """Encode the rows placed on this worker: one row out per placement (a sample recurs across epochs)."""
     ref = placements[0]
     placed = _placements(ref.hex(), ref)
-    wanted = set(placed["index"])
-    rows = [i for i, sid in enumerate(table.column("sample_id").to_pylist()) if sid in wanted]
+    rows = [i for i, sid in enumerate(table.column("sample_id").to_pylist()) if sid in placed]
     encoded = encode_table(table.take(rows), tokenizer_path, max_seq_len)
-    plan = placed["table"].filter(pc.is_in(placed["table"].column("sample_id"), encoded.column("sample_id")))
-    joined = plan.join(encoded, keys="sample_id")
-    return joined.select(["pos", "seq", "input_ids", "n_prompt"])
+    source, pos, seq = [], [], []
+    for index, sid in enumerate(encoded.column("sample_id").to_pylist()):
+        for p, q in placed[sid]:
+            source.append(index)
+            pos.append(p)
+            seq.append(q)
+    out = encoded.take(pa.array(source, pa.int64())).select(["input_ids", "n_prompt"])
+    return out.append_column("pos", pa.array(pos, pa.int64())).append_column("seq", pa.array(seq, pa.int64()))
 
 
 def _measure(files: list[str], model_path: str, max_seq_len: int) -> pa.Table:
     import ray
 
     ds = ray.data.read_parquet(files, columns=_readable_columns(files))
+    ds.context.enable_progress_bars = False
     ds = ds.map_batches(_lengths_batch, fn_kwargs={"tokenizer_path": model_path, "max_seq_len": max_seq_len},
                         batch_format="pyarrow", batch_size=512)
     tables = ray.get(ds.to_arrow_refs())
     return pa.concat_tables(tables).sort_by("sample_id") if tables else pa.table({})
+
+
+ROWS_PER_SORT_PARTITION = 50_000
+"""Rows per partition of a worker's distributed sort (Ray's default of 200 partitions is slow on small data)."""
+
+
+def _sort_boundaries(positions: np.ndarray) -> list[int]:
+    """Sort partition boundaries at quantiles of a worker's plan positions (at least two partitions)."""
+    parts = max(2, -(-len(positions) // ROWS_PER_SORT_PARTITION))
+    ordered = np.sort(positions)
+    return sorted({int(ordered[len(ordered) * i // parts]) for i in range(1, parts)})
 
 
 def _rank_dataset(files: list[str], placements: pa.Table, model_path: str, max_seq_len: int):
@@ -97,9 +116,10 @@ def _rank_dataset(files: list[str], placements: pa.Table, model_path: str, max_s
 
     ref = ray.put(placements.select(["sample_id", "pos", "seq"]))
     ds = ray.data.read_parquet(files, columns=_readable_columns(files))
+    ds.context.enable_progress_bars = False
     ds = ds.map_batches(_place_batch, batch_format="pyarrow", batch_size=512,
                         fn_kwargs={"placements": [ref], "tokenizer_path": model_path, "max_seq_len": max_seq_len})
-    return ds.sort("pos")
+    return ds.sort("pos", boundaries=_sort_boundaries(placements.column("pos").to_numpy()))
 
 
 def _fingerprint(measured: pa.Table) -> str:
@@ -148,6 +168,20 @@ def _resume_point(out: Path, card: dict) -> tuple[int, dict | None]:
     return int(read_trainer_state(latest)["step"]), read_trainer_state(latest)
 
 
+def plan_data(cfg: TrainConfig, files: list[str], model_path: str) -> tuple[DataPlan, pa.Table]:
+    """Measure the samples (Ray Data; Ray must be initialised) and plan the run. Returns the plan and the
+    per-sample measurements (sample_id, n_tokens, n_prompt, truncated, pass_rate), sorted by sample_id."""
+    measured = _measure(files, model_path, cfg.max_seq_len)
+    plan = build_plan(measured.column("sample_id").to_pylist(), measured.column("n_tokens").to_numpy(),
+                      measured.column("pass_rate").to_numpy(zero_copy_only=False).astype(np.float64),
+                      curriculum=cfg.curriculum, seed=cfg.seed, epochs=cfg.epochs, max_seq_len=cfg.max_seq_len,
+                      packing=cfg.packing, num_workers=cfg.num_workers, micro_batch_size=cfg.micro_batch_size,
+                      grad_accum=cfg.grad_accum, max_steps=cfg.max_steps)
+    if plan.total_steps == 0:
+        raise ValueError(f"{measured.num_rows} samples make no full optimizer step of {plan.sequences_per_step} sequences")
+    return plan, measured
+
+
 def run_training(cfg: TrainConfig, data_files: list[str], out_dir: str, *, snapshot_version: str | None = None,
                  resume: bool = True) -> TrainResult:
     """Fine-tune ``cfg.student`` on ``data_files`` (snapshot Parquet) into ``out_dir``; see module contract."""
@@ -160,20 +194,14 @@ def run_training(cfg: TrainConfig, data_files: list[str], out_dir: str, *, snaps
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for stale in ("checkpoints", "deepspeed", METRICS):
-            shutil.rmtree(out / stale, ignore_errors=True) if (out / stale).is_dir() else (out / stale).unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "deepspeed", ignore_errors=True)
+        (out / METRICS).unlink(missing_ok=True)
     remove_stale_temps(str(out))
     model_path = resolve_model(cfg.student)
     files = [str(Path(f).resolve()) for f in data_files]
     with ray_session():
-        measured = _measure(files, model_path, cfg.max_seq_len)
-        plan = build_plan(measured.column("sample_id").to_pylist(), measured.column("n_tokens").to_numpy(),
-                          measured.column("pass_rate").to_numpy(zero_copy_only=False).astype(np.float64),
-                          curriculum=cfg.curriculum, seed=cfg.seed, epochs=cfg.epochs, max_seq_len=cfg.max_seq_len,
-                          packing=cfg.packing, num_workers=cfg.num_workers, micro_batch_size=cfg.micro_batch_size,
-                          grad_accum=cfg.grad_accum, max_steps=cfg.max_steps)
-        if plan.total_steps == 0:
-            raise ValueError(f"{measured.num_rows} samples make no full optimizer step of {plan.sequences_per_step} sequences")
+        plan, measured = plan_data(cfg, files, model_path)
         card = _card(cfg, plan, measured, files, snapshot_version)
         start_step, prior_state = _resume_point(out, card) if resume else (0, None)
         if start_step >= plan.total_steps and (out / METRICS).exists():

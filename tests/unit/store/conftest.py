@@ -47,7 +47,7 @@ def dataset_rows(n: int, start: int = 0) -> pa.Table:
 MANIFEST = {
     "lineage": {"teacher_revision": "rev1", "reward_revision": "rm1", "verifiers": ["math@1"]},
     "counts": {"generated": 12, "kept": 10},
-    "drop_reasons": {"wrong": 2},
+    "drops": {"wrong": 2},
 }
 
 

@@ -45,7 +45,7 @@ def test_manifest_records_schema_lineage_and_code_version(store):
     manifest = commit_rows(store, 2).manifest
     assert [f["name"] for f in manifest["schema"]["fields"]] == DATASET_SCHEMA.names
     assert manifest["lineage"] == MANIFEST["lineage"]
-    assert manifest["drop_reasons"] == {"wrong": 2}
+    assert manifest["drops"] == {"wrong": 2}
     assert manifest["code_version"]
     assert manifest["dataset"] == "demo" and manifest["parent"] is None
 

@@ -1,0 +1,96 @@
+"""Verifier throughput on this machine, each against a baseline measured in the same run.
+
+math: ``MathVerifier`` (child process, per-sample limit) vs math-verify called directly in-process
+      (no time limit), on GSM8K references judged against themselves.
+code: HumanEval canonical solutions through the sandbox vs a plain unsandboxed ``python -c``
+      subprocess, both with a pool of 2 concurrent runs.
+Run: ``.venv/bin/python benchmarks/bench_verifiers.py [--math-samples 500]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import queue
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from factory.rewards import MathVerifier, build_program, verify_code
+from factory.rewards.math_verifier import reference_answer
+from factory.rewards.sandbox import default_python
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds
+
+
+def bench_math(references: list[str]) -> tuple[float, float]:
+    from math_verify import parse, verify
+
+    started = time.perf_counter()
+    for reference in references:
+        gold = f"${reference_answer(reference)}$"
+        assert verify(parse(gold, parsing_timeout=None), parse(gold, parsing_timeout=None), timeout_seconds=None)
+    direct = rate(len(references), time.perf_counter() - started)
+    with MathVerifier(timeout_s=5.0) as verifier:
+        verifier("\\boxed{1}", "1")  # worker start-up is not part of the steady-state rate
+        started = time.perf_counter()
+        for reference in references:
+            assert verifier(reference, reference).status == "correct"
+        wrapped = rate(len(references), time.perf_counter() - started)
+    return direct, wrapped
+
+
+def bench_code(tasks: list[dict], parallel: int = 2) -> tuple[float, float]:
+    python = default_python()
+
+    def plain(task):
+        program = build_program(task["canonical_solution"], task["test"], task["entry_point"], task["prompt"])
+        return subprocess.run([python, "-I", "-S", "-c", program], capture_output=True, timeout=30).returncode
+
+    free_slots: queue.Queue = queue.Queue()
+    for slot in range(parallel):
+        free_slots.put(slot)
+
+    def sandboxed(task):
+        slot = free_slots.get()
+        try:
+            return verify_code(task["canonical_solution"], task["test"], task["entry_point"], task["prompt"],
+                               slot=slot)
+        finally:
+            free_slots.put(slot)
+
+    results = []
+    for run in (plain, sandboxed):
+        started = time.perf_counter()
+        with ThreadPoolExecutor(parallel) as pool:
+            outcomes = list(pool.map(run, tasks))
+        results.append(rate(len(tasks), time.perf_counter() - started))
+        bad = [o for o in outcomes if o != 0 and getattr(o, "status", None) != "correct"]
+        assert not bad, bad[:3]
+    return results[0], results[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--math-samples", type=int, default=500)
+    args = parser.parse_args()
+    with open(DATA / "gsm8k" / "test.jsonl") as handle:
+        references = [json.loads(line)["answer"] for line in handle][: args.math_samples]
+    with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
+        tasks = [json.loads(line) for line in handle]
+    direct, wrapped = bench_math(references)
+    print(f"math  direct math-verify     {direct:8.1f} samples/s")
+    print(f"math  MathVerifier (limit)   {wrapped:8.1f} samples/s   ratio {wrapped / direct:.2f}x")
+    plain, sandboxed = bench_code(tasks)
+    print(f"code  plain subprocess (x2)  {plain:8.1f} samples/s")
+    print(f"code  sandbox bwrap (x2)     {sandboxed:8.1f} samples/s   ratio {sandboxed / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Decontamination stage: drop rows whose prompt (and optionally response) shares a word n-gram
+with an eval set (GSM8K test, HumanEval, or any JSONL / Parquet file the config names).
+
+Contract:
+- ``decontaminate(ds, cfg)`` returns the dataset with ``drop_reason="contaminated:<benchmark>"``,
+  ``drop_stage="decontam"`` on contaminated rows whose ``drop_reason`` was null (rows already
+  dropped pass through unchanged), and a report per benchmark for the manifest: entries and
+  distinct n-grams indexed, rows hit, and up to ``report_examples`` example prompt ids.
+- Matching rules (normalisation, n-gram length, short entries) are those of
+  :class:`factory.dedup.ngrams.NgramIndex`: lowercase, punctuation stripped, ``ngram`` words
+  (13 by default; 8 is what open-r1 uses).
+- The index is built on the driver (eval sets are small: GSM8K test is ~60k 13-grams) and shared
+  with the Ray workers through the object store. A missing or unreadable benchmark file is an
+  error, never a silently skipped check. The input is materialised once for the report.
+Not covered: paraphrase-level contamination (see ``NgramIndex``), contamination of the eval sets'
+answers inside prompts unless the answer field is listed in ``fields``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import model_validator
+
+from factory.dedup.ngrams import NgramIndex
+from factory.sections import Section
+
+STAGE = "decontam"
+REASON_PREFIX = "contaminated:"
+
+
+class EvalSet(Section):
+    """One eval set to decontaminate against."""
+
+    name: str
+    """Benchmark name, used in the drop reason ``contaminated:<name>`` and the report."""
+    path: str
+    """File to read; relative paths resolve against the working directory."""
+    format: Literal["jsonl", "jsonl.gz", "parquet"] = "jsonl"
+    """File format."""
+    fields: tuple[str, ...] = ("question",)
+    """Text fields whose n-grams are indexed (each field of each entry separately)."""
+
+
+class DecontamConfig(Section):
+    """N-gram decontamination against eval sets."""
+
+    ngram: int = 13
+    """Words per n-gram: 13 flags near-verbatim copies; 8 (open-r1) also catches shorter overlaps."""
+    check_responses: bool = False
+    """Also check completions: teachers sometimes quote eval problems they memorised."""
+    benchmarks: tuple[EvalSet, ...] = (
+        EvalSet(name="gsm8k", path="../shared/data/gsm8k/test.jsonl", format="jsonl", fields=("question",)),
+        EvalSet(name="humaneval", path="../shared/data/humaneval/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)),
+    )
+    """Eval sets whose test items must not be trained on."""
+    report_examples: int = 5
+    """How many example prompt ids per benchmark the report lists."""
+    batch_size: int = 1024
+    """Rows per map_batches call."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "DecontamConfig":
+        if self.ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {self.ngram}")
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"benchmarks: names must be unique, got {names}")
+        return self
+
+
+def load_eval_texts(spec: EvalSet) -> list[str]:
+    """Every non-empty value of the configured fields; raises naming the file or field on error."""
+    path = Path(spec.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark {spec.name!r}: file not found: {path.resolve()}")
+    if spec.format == "parquet":
+        import pyarrow.parquet as pq
+
+        records = pq.read_table(path).to_pylist()
+    else:
+        opener = gzip.open if spec.format == "jsonl.gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+    texts = []
+    for number, record in enumerate(records, start=1):
+        for name in spec.fields:
+            if name not in record:
+                raise KeyError(f"benchmark {spec.name!r}: row {number} of {path} has no field {name!r}")
+            if record[name]:
+                texts.append(str(record[name]))
+    return texts
+
+
+def build_index(cfg: DecontamConfig) -> NgramIndex:
+    return NgramIndex.build({spec.name: load_eval_texts(spec) for spec in cfg.benchmarks}, cfg.ngram)
+
+
+def mark(batch: pa.Table, index: NgramIndex, check_responses: bool) -> pa.Table:
+    """Set the contamination drop reason on the live rows of a batch (one row out per row in)."""
+    n = batch.num_rows
+    reason = batch["drop_reason"].cast(pa.string()) if "drop_reason" in batch.column_names else pa.nulls(n, pa.string())
+    stage = batch["drop_stage"].cast(pa.string()) if "drop_stage" in batch.column_names else pa.nulls(n, pa.string())
+    live = pc.is_null(reason).to_numpy(zero_copy_only=False)
+    prompts = batch["prompt"].to_pylist()
+    distinct = sorted({prompts[i] for i in range(n) if live[i]})
+    prompt_hit = dict(zip(distinct, index.match(distinct)))
+    hits = [prompt_hit[prompts[i]] if live[i] else None for i in range(n)]
+    if check_responses and "completion" in batch.column_names:
+        completions = batch["completion"].to_pylist()
+        rows = [i for i in range(n) if live[i] and hits[i] is None and completions[i]]
+        for i, name in zip(rows, index.match([completions[i] for i in rows])):
+            hits[i] = name
+    new_reason = pa.array([REASON_PREFIX + h if h else None for h in hits], pa.string())
+    reason = pc.coalesce(reason, new_reason)
+    stage = pc.if_else(pc.is_valid(new_reason), pa.scalar(STAGE), stage)
+    for name, values in (("drop_reason", reason), ("drop_stage", stage)):
+        if name in batch.column_names:
+            batch = batch.set_column(batch.column_names.index(name), name, values)
+        else:
+            batch = batch.append_column(name, values)
+    return batch
+
+
+def decontaminate(ds, cfg: DecontamConfig):
+    """Mark contaminated rows of ``ds`` (a ``ray.data.Dataset``); returns ``(dataset, report)``."""
+    import ray
+
+    index = build_index(cfg)
+    index_ref = ray.put(index)
+
+    def apply(batch: pa.Table) -> pa.Table:
+        return mark(batch, ray.get(index_ref), cfg.check_responses)
+
+    out = ds.map_batches(apply, batch_format="pyarrow", batch_size=cfg.batch_size).materialize()
+    hits = out.filter(expr=f"drop_stage == '{STAGE}'").select_columns(["prompt_id", "drop_reason"])
+    rows = pa.concat_tables([pa.table({"prompt_id": pa.array([], pa.string()), "drop_reason": pa.array([], pa.string())})]
+                            + [t.select(["prompt_id", "drop_reason"]) for t in ray.get(hits.to_arrow_refs())])
+    report = {}
+    for name in index.names:
+        ids = rows.filter(pc.equal(rows["drop_reason"], REASON_PREFIX + name))["prompt_id"].to_pylist()
+        report[name] = {
+            "entries": index.entries[name],
+            "ngrams": index.ngrams[name],
+            "hits": len(ids),
+            "example_ids": sorted(set(ids))[: cfg.report_examples],
+        }
+    return out, report

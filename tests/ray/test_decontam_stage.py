@@ -1,0 +1,91 @@
+"""Decontamination stage on real Ray Data against the real GSM8K test and HumanEval files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pyarrow as pa
+import pytest
+
+from factory.stages.decontam import DecontamConfig, EvalSet, decontaminate
+
+
+def _load(path, opener=open):
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _synthetic(count: int) -> list[str]:
+    rng = random.Random(3)
+    return [
+        f"A shop sells {rng.randint(2, 99)} pens for {rng.randint(1, 9)} dollars each and restocks {rng.randint(2, 40)} "
+        f"every week; after {rng.randint(2, 12)} weeks how many pens were sold if {rng.randint(1, 5)} are lost? #{i}"
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def config(shared_data):
+    return DecontamConfig(
+        benchmarks=(
+            EvalSet(name="gsm8k", path=str(shared_data / "gsm8k" / "test.jsonl"), fields=("question",)),
+            EvalSet(name="humaneval", path=str(shared_data / "humaneval" / "HumanEval.jsonl.gz"), format="jsonl.gz", fields=("prompt",)),
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def result(ray_local, shared_data, config):
+    gsm = [r["question"] for r in _load(shared_data / "gsm8k" / "test.jsonl")]
+    human = [r["prompt"] for r in _load(shared_data / "humaneval" / "HumanEval.jsonl.gz", gzip.open)]
+    long_gsm = [q for q in gsm if len(q.split()) >= 40][:6]
+    reworded = [q.replace(q.split()[-12], "banana", 1) for q in long_gsm[3:]]
+    prompts = _synthetic(60) + long_gsm[:3] + reworded + [human[0]]
+    rows = [{"prompt_id": f"p{i}", "sample_id": f"p{i}:0", "prompt": p, "completion": "ok",
+             "drop_reason": "earlier" if i == 1 else None} for i, p in enumerate(prompts)]
+    rows.append({"prompt_id": "p63", "sample_id": "p63:1", "prompt": long_gsm[0], "completion": "ok", "drop_reason": "earlier"})
+    out, report = decontaminate(ray_local.data.from_arrow(pa.Table.from_pylist(rows)), config)
+    table = pa.concat_tables(ray_local.get(out.to_arrow_refs()))
+    return {r["sample_id"]: r for r in table.to_pylist()}, report
+
+
+def test_planted_eval_items_are_dropped_and_nothing_else(result):
+    rows, _ = result
+    dropped = {sid for sid, r in rows.items() if r["drop_stage"] == "decontam"}
+    expected = {f"p{i}:0" for i in range(60, 67)}
+    assert dropped == expected
+
+
+def test_drop_reason_names_the_benchmark(result):
+    rows, _ = result
+    assert rows["p60:0"]["drop_reason"] == "contaminated:gsm8k"
+    assert rows["p66:0"]["drop_reason"] == "contaminated:humaneval"
+
+
+def test_rows_already_dropped_pass_through(result):
+    rows, _ = result
+    assert rows["p63:1"]["drop_reason"] == "earlier" and rows["p1:0"]["drop_reason"] == "earlier"
+
+
+def test_report_counts_hits_per_benchmark(result):
+    _, report = result
+    assert report["gsm8k"]["hits"] == 6 and report["humaneval"]["hits"] == 1
+    assert report["gsm8k"]["example_ids"] == ["p60", "p61", "p62", "p63", "p64"]
+    assert report["gsm8k"]["entries"] == 1319
+
+
+def test_responses_are_checked_when_enabled(ray_local, shared_data, config):
+    question = next(r["question"] for r in _load(shared_data / "gsm8k" / "test.jsonl") if len(r["question"].split()) > 30)
+    table = pa.table({"prompt_id": ["x"], "sample_id": ["x:0"], "prompt": ["Solve a new problem."],
+                      "completion": [f"I recall this one: {question}"], "drop_reason": pa.nulls(1, pa.string())})
+    cfg = config.model_copy(update={"check_responses": True})
+    out, _ = decontaminate(ray_local.data.from_arrow(table), cfg)
+    assert pa.concat_tables(ray_local.get(out.to_arrow_refs()))["drop_reason"].to_pylist() == ["contaminated:gsm8k"]
+
+
+def test_missing_benchmark_file_is_an_error_naming_it(ray_local, tmp_path):
+    cfg = DecontamConfig(benchmarks=(EvalSet(name="gone", path=str(tmp_path / "missing.jsonl")),))
+    with pytest.raises(FileNotFoundError, match="gone"):
+        decontaminate(ray_local.data.from_items([{"prompt_id": "a", "prompt": "b"}]), cfg)

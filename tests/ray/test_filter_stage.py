@@ -1,0 +1,96 @@
+"""apply_filters on a real Ray Dataset (several blocks, prompts split across blocks): same rows and
+reasons as the in-memory composition, pass rates on every row, and count_drops on a Dataset."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from factory import schema
+from factory.stages.filter import FilterConfig, QualityConfig, RejectionConfig, apply_filters, apply_filters_table, count_drops
+
+GOOD = "7+5=12\n12+9=21\n21-3=18\n</think>\n\n\\boxed{18}"
+CONFIG = FilterConfig(
+    quality=QualityConfig(max_completion_tokens=100),
+    rejection=RejectionConfig(min_reward=-0.5, best_of_n=2, min_pass_rate=0.01),
+)
+
+# (verdict, reward, overrides) per sample of each prompt.
+PROMPTS = {
+    "easy": [("correct", 0.9, {}), ("correct", 0.2, {}), ("correct", 0.9, {"completion_tokens": 12}), ("correct", -0.9, {})],
+    "mixed": [("correct", 0.1, {}), ("wrong", 0.8, {}), ("no_answer", None, {"finish_reason": "length", "completion": "7+5"}),
+              ("error", 0.3, {}), ("correct", None, {"reward_error": "rm_failure: RuntimeError: boom"})],
+    "never": [("wrong", 0.5, {}), ("wrong", 0.4, {}), (None, None, {"gen_status": "engine_error", "completion": None})],
+    "long": [("correct", 0.5, {"completion_tokens": 500}), ("correct", 0.1, {})],
+}  # fmt: skip
+
+
+def build_table() -> pa.Table:
+    rows = []
+    for prompt_id, prompt_samples in PROMPTS.items():
+        for index, (verdict, reward, overrides) in enumerate(prompt_samples):
+            rows.append(
+                {"prompt_id": prompt_id, "task": "math", "prompt": f"question {prompt_id}", "source": "t", "source_row": 1,
+                 "sample_index": index, "sample_id": f"{prompt_id}:k:{index}", "gen_key": "k", "completion": GOOD,
+                 "finish_reason": "stop", "completion_tokens": 30, "gen_status": "ok", "verdict": verdict, "reward": reward,
+                 "reward_error": None, **overrides}  # fmt: skip
+            )
+    return schema.conform(pa.Table.from_pylist(rows), schema.SCORED_SCHEMA)
+
+
+def by_sample(rows: list[dict]) -> dict[str, tuple]:
+    return {row["sample_id"]: (row["drop_stage"], row["drop_reason"], row["pass_rate"]) for row in rows}
+
+
+@pytest.fixture(scope="module")
+def table() -> pa.Table:
+    return build_table()
+
+
+@pytest.fixture(scope="module")
+def filtered(ray_local, table):
+    """The Ray result, materialised once; blocks of 4 rows split prompts across blocks."""
+    import ray
+
+    ds = ray.data.from_arrow([table.slice(start, 4) for start in range(0, table.num_rows, 4)])
+    return apply_filters(ds, CONFIG).materialize()
+
+
+def test_ray_filters_keep_every_row(filtered, table):
+    assert filtered.count() == table.num_rows
+
+
+def test_ray_filters_match_in_memory_composition(filtered, table):
+    expected = by_sample(apply_filters_table(table, CONFIG).to_pylist())
+    assert by_sample(filtered.take_all()) == expected
+
+
+def test_ray_filters_mark_expected_reasons(filtered):
+    reasons = {sid: (stage, reason) for sid, (stage, reason, _) in by_sample(filtered.take_all()).items()}
+    assert reasons == {
+        "easy:k:0": (None, None),
+        "easy:k:1": ("rejection", "not_best_of_n"),
+        "easy:k:2": (None, None),
+        "easy:k:3": ("rejection", "below_min_reward"),
+        "mixed:k:0": (None, None),
+        "mixed:k:1": ("rejection", "verdict_wrong"),
+        "mixed:k:2": ("quality", "truncated"),
+        "mixed:k:3": ("infra", "verify_error"),
+        "mixed:k:4": ("infra", "reward_error"),
+        "never:k:0": ("rejection", "pass_rate_below_min"),
+        "never:k:1": ("rejection", "pass_rate_below_min"),
+        "never:k:2": ("infra", "gen_engine_error"),
+        "long:k:0": ("quality", "too_long"),
+        "long:k:1": (None, None),
+    }
+
+
+def test_ray_filters_store_pass_rate_on_every_row(filtered):
+    rates = {row["sample_id"]: row["pass_rate"] for row in filtered.take_all()}
+    expected = {"easy": 1.0, "mixed": 2 / 4, "never": 0.0, "long": 1.0}
+    assert rates == {sid: pytest.approx(expected[sid.split(":")[0]]) for sid in rates}
+
+
+def test_count_drops_on_a_dataset_matches_the_table_count(filtered):
+    assert count_drops(filtered) == count_drops(pa.Table.from_pylist(filtered.take_all()))
+    assert sum(count_drops(filtered).values()) == 10

@@ -1,0 +1,43 @@
+"""The verify stage on local Ray: verdict columns per task type, unscored failed generations."""
+
+import pyarrow as pa
+
+from factory.schema import SAMPLE_SCHEMA, conform
+from factory.stages.verify import VerifyConfig, verify
+
+CHECK = "def check(fn):\n    assert fn(2) == 4"
+ROWS = [  # (task, completion, reference, tests, entry_point, gen_status) -> verdict, format_ok
+    (("math", "add them</think>\\boxed{4}", "4", None, None, "ok"), ("correct", True)),
+    (("math", "hmm</think>\\boxed{5}", "#### 4", None, None, "ok"), ("wrong", True)),
+    (("logic", "no closing tag, \\boxed{4}", "4", None, None, "ok"), ("no_answer", False)),
+    (("code", "ok</think>```python\ndef double(x):\n    return 2 * x\n```", None, CHECK, "double", "ok"),
+     ("correct", True)),
+    (("code", "ok</think>```python\ndef double(x):\n    return x\n```", None, CHECK, "double", "ok"), ("wrong", True)),
+    (("code", "ok</think>```python\nimport socket\nsocket.create_connection(('1.1.1.1', 53), 1)\n```", None, CHECK,
+      "double", "ok"), ("wrong", True)),
+    (("math", None, "4", None, None, "engine_error"), (None, None)),
+]
+
+
+def _sample_table():
+    records = []
+    for index, ((task, completion, reference, tests, entry_point, status), _) in enumerate(ROWS):
+        answer = completion.rpartition("</think>")[2] if completion and "</think>" in completion else None
+        records.append({
+            "prompt_id": f"p{index}", "task": task, "prompt": "q", "reference": reference, "tests": tests,
+            "entry_point": entry_point, "source": "t", "source_row": index + 1, "sample_index": 0,
+            "sample_id": f"p{index}:k:0", "gen_key": "k", "completion": completion, "answer": answer,
+            "gen_status": status,
+        })
+    return conform(pa.Table.from_pylist(records), SAMPLE_SCHEMA)
+
+
+def test_verify_stage_scores_each_row_by_its_task(ray_local):
+    ds = ray_local.data.from_arrow(_sample_table())
+    out = verify(ds, VerifyConfig(batch_size=4, code_timeout_s=5)).to_arrow_refs()
+    table = pa.concat_tables(ray_local.get(out)).sort_by("source_row")
+    assert table.num_rows == len(ROWS)
+    got = list(zip(table["verdict"].to_pylist(), table["format_ok"].to_pylist()))
+    assert got == [expected for _, expected in ROWS]
+    verifiers = table["verifier"].to_pylist()
+    assert verifiers[0].startswith("math@") and verifiers[3] == "code@1" and verifiers[-1] is None

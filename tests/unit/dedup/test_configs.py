@@ -1,0 +1,48 @@
+"""Config sections of the dedup and decontam stages: defaults and validation naming the field."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from factory.stages.decontam import DecontamConfig, EvalSet
+from factory.stages.dedup import DedupConfig
+
+
+def test_dedup_lsh_defaults_follow_datasketch():
+    assert DedupConfig().lsh() == (9, 13)
+
+
+def test_dedup_explicit_bands_and_rows_win():
+    assert DedupConfig(bands=16, rows=8).lsh() == (16, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"bands": 4}, "bands and rows"),
+        ({"bands": 20, "rows": 10}, "bands × rows"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"ngram": 0}, "ngram"),
+        ({"shingle": "line"}, "shingle"),
+        ({"keep_rule": ("newest",)}, "keep_rule"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_dedup_config_rejects_bad_values_naming_the_field(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        DedupConfig(**kwargs)
+
+
+def test_decontam_defaults_point_at_shared_eval_sets():
+    assert [b.name for b in DecontamConfig().benchmarks] == ["gsm8k", "humaneval"] and DecontamConfig().ngram == 13
+
+
+def test_decontam_rejects_duplicate_benchmark_names():
+    with pytest.raises(ValidationError, match="unique"):
+        DecontamConfig(benchmarks=(EvalSet(name="a", path="x"), EvalSet(name="a", path="y")))
+
+
+def test_every_field_has_a_docstring():
+    for section in (DedupConfig, DecontamConfig, EvalSet):
+        assert all(f.description for f in section.model_fields.values()), section

@@ -1,0 +1,59 @@
+"""Checkpoint shards (atomic, idempotent, only deterministic statuses) and progress figures."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+from factory import schema
+from factory.stages.generate_checkpoint import CheckpointStore
+from factory.stages.generate_progress import ProgressState
+
+
+def _rows(prompt_ids, status="ok", n=2, key="k"):
+    rows = [
+        dict(prompt_id=p, task="math", prompt="q", source="s", source_row=1, sample_index=i,
+             sample_id=f"{p}:{i}", gen_key=key, gen_status=status)
+        for p in prompt_ids
+        for i in range(n)
+    ]
+    return schema.conform(pa.Table.from_pylist(rows), schema.SAMPLE_SCHEMA)
+
+
+def test_rewriting_same_batch_keeps_one_shard(tmp_path):
+    store = CheckpointStore(str(tmp_path), "h" * 64)
+    store.write_shard(_rows(["a", "b"]))
+    store.write_shard(_rows(["b", "a"]))
+    assert len(store.shard_files()) == 1
+    assert not [f for f in os.listdir(store.shard_dir) if f.startswith(".tmp-")]
+
+
+def test_engine_errors_are_not_checkpointed(tmp_path):
+    store = CheckpointStore(str(tmp_path), "h" * 64)
+    assert store.write_shard(_rows(["a"], status="engine_error")) is None
+    store.write_shard(_rows(["b"], status="prompt_too_long"))
+    assert set(CheckpointStore(str(tmp_path), "h" * 64).index()) == {"b"}
+
+
+def test_done_requires_matching_gen_key(tmp_path):
+    CheckpointStore(str(tmp_path), "h" * 64).write_shard(_rows(["a"], key="k1"))
+    store = CheckpointStore(str(tmp_path), "h" * 64)
+    assert store.done("a", "k1") and not store.done("a", "k2") and not store.done("z", "k1")
+
+
+def test_read_prompt_returns_its_rows_in_sample_order(tmp_path):
+    CheckpointStore(str(tmp_path), "h" * 64).write_shard(_rows(["a", "b"], n=3))
+    rows = CheckpointStore(str(tmp_path), "h" * 64).read_prompt("b")
+    assert rows["prompt_id"].to_pylist() == ["b"] * 3 and rows["sample_index"].to_pylist() == [0, 1, 2]
+
+
+def test_progress_rates_and_eta():
+    now = [0.0]
+    state = ProgressState(total_prompts=10, clock=lambda: now[0])
+    now[0] = 4.0
+    state.add(dict(prompts=4, resumed=2, samples=8, output_tokens=400, prompt_tokens=40, statuses={"ok": 8}))
+    stats = state.stats()
+    assert (stats["samples_per_s"], stats["output_tokens_per_s"]) == (2.0, 100.0)
+    assert stats["eta_s"] == 12.0  # 6 prompts left at 2 generated prompts per 4 s
+    assert "4/10 prompts" in state.line()
