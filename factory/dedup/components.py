@@ -6,7 +6,8 @@ Contract:
   two rows share band key i exactly when they agree on all ``rows`` values of band i, up to hash
   collisions: the hash is multilinear (fixed random odd 64-bit multipliers, sum mod 2^64, then
   fmix64), so two different bands collide with probability ~2^-64 when their values differ in an
-  odd amount somewhere (2^-33 at worst); at 100M rows that is far below one false candidate pair. Exact dedup is the same machinery with one "band" (the text hash).
+  odd amount somewhere (2^-33 at worst); at 100M rows that is far below one false candidate pair.
+  Exact dedup is the same machinery with one "band" (the text hash).
 - :func:`components` links rows sharing any band key and returns a component label per row;
   :func:`representatives` keeps the first row of each component under a caller-given order.
 

@@ -11,17 +11,20 @@ Contract:
 - A document without shingles gets the empty signature (all ``2^32 - 1``), as datasketch does.
 - :func:`lsh_params` picks (bands, rows) for a threshold exactly as ``datasketch.MinHashLSH``
   does (``_optimal_param``: minimise the weighted false-positive + false-negative areas).
+- :meth:`MinHasher.text_signatures` (what the stages call) gives the same values; for word
+  shingles it runs a numba kernel, imported and compiled on first use in each process.
 Not covered: the ``legacy`` and ``affine64`` schemes, weighted MinHash.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
 from factory.dedup.hashing import fmix32
-from factory.dedup.shingles import Shingles
+from factory.dedup.shingles import Shingles, ShingleKind, chunk_bounds, codepoints, shingles, word_char_table
 
 SCHEME = "affine32"
 EMPTY_VALUE = np.uint32(0xFFFFFFFF)
@@ -56,6 +59,87 @@ class MinHasher:
             per_perm[k] = np.minimum.reduceat(hv * self.a[k] + self.b[k], seg_starts)
         sig[doc[seg_starts]] = per_perm.T
         return sig
+
+
+    def text_signatures(self, texts: Sequence[str], kind: ShingleKind, ngram: int) -> np.ndarray:
+        """(len(texts), num_perm) signatures of the texts' shingles; equal to
+        ``signatures(shingles(texts, kind, ngram))``. Word shingles take the fused compiled kernel
+        (tokenise, hash, shingle and min in one pass per document: ~10x faster than the numpy path
+        in ``benchmarks/bench_minhash.py``); character shingles take the numpy path."""
+        if kind != "word":
+            return self.signatures(shingles(texts, kind, ngram))
+        if ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {ngram}")
+        lowered = [t.lower() for t in texts]
+        sig = np.empty((len(texts), self.num_perm), dtype=np.uint32)
+        kernel, table = _word_kernel(), word_char_table()
+        for begin, end in chunk_bounds(lowered):
+            cps, starts, lengths = codepoints(lowered[begin:end])
+            kernel(cps, starts, lengths, table, ngram, self.a, self.b, sig[begin:end])
+        return sig
+
+
+@lru_cache(maxsize=1)
+def _word_kernel():
+    """Compile (once per process; numba caches the machine code on disk) the fused word-shingle
+    MinHash kernel. It reproduces :func:`factory.dedup.shingles.shingles` hash for hash (words,
+    polynomial word hash, shingle combination, fmix64) and then datasketch's affine32 update."""
+    import numba
+
+    from factory.dedup.shingles import _COMBINE, _P_INV
+
+    p_inv, combine = np.uint64(_P_INV), np.uint64(_COMBINE)
+    s33, m1, m2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+    low32, empty = np.uint64(0xFFFFFFFF), np.uint32(0xFFFFFFFF)
+
+    @numba.njit(inline="always")
+    def fmix64(x):
+        x ^= x >> s33
+        x *= m1
+        x ^= x >> s33
+        x *= m2
+        return x ^ (x >> s33)
+
+    @numba.njit(inline="always")
+    def fmix32(x):
+        x ^= x >> np.uint32(16)
+        x = np.uint32(x * np.uint32(0x85EBCA6B))
+        x ^= x >> np.uint32(13)
+        x = np.uint32(x * np.uint32(0xC2B2AE35))
+        return x ^ (x >> np.uint32(16))
+
+    @numba.njit(nogil=True)
+    def kernel(cps, starts, lengths, table, ngram, a, b, out):
+        words = np.empty(lengths.max() // 2 + 2 if lengths.size else 1, np.uint64)
+        mins = np.empty(a.size, np.uint32)
+        for d in range(starts.size):
+            n_words, i, end = 0, starts[d], starts[d] + lengths[d]
+            while i < end:
+                if table[cps[i]]:
+                    h, power, j = np.uint64(0), np.uint64(1), i
+                    while j < end and table[cps[j]]:
+                        h += (np.uint64(cps[j]) + np.uint64(1)) * power
+                        power *= p_inv
+                        j += 1
+                    words[n_words] = fmix64(h ^ (np.uint64(j - i) * combine))
+                    n_words += 1
+                    i = j
+                else:
+                    i += 1
+            mins[:] = empty
+            width = min(ngram, n_words)
+            for first in range(n_words - width + 1 if n_words else 0):
+                acc = np.uint64(0)
+                for j in range(width):
+                    acc = acc * combine + words[first + j]
+                hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & low32))
+                for k in range(a.size):
+                    v = np.uint32(a[k] * hv + b[k])
+                    if v < mins[k]:
+                        mins[k] = v
+            out[d] = mins
+
+    return kernel
 
 
 def _false_positive(threshold: float, b: int, r: int) -> float:

@@ -114,7 +114,8 @@ def resolve(features: pa.Table, prior_prompts: dict[str, np.ndarray], prior_resp
         prompt_alive[units[drop]] = False
 
     sample_alive = prompt_alive[codes] & live["completion_len"].is_valid().to_numpy(zero_copy_only=False)
-    sample_order = _order_keys(keep_rule, reward, live["completion_len"].fill_null(0).to_numpy(), live["sample_id"].combine_chunks())
+    completion_len = live["completion_len"].fill_null(0).to_numpy()
+    sample_order = _order_keys(keep_rule, reward, completion_len, live["sample_id"].combine_chunks())
     for level, column, reason in (("exact_responses", "completion_exact", "dup_exact_response"),
                                   ("near_responses", "completion_bands", "dup_near_response")):
         if not levels[level]:

@@ -153,6 +153,30 @@ def _char_shingles(texts: Sequence[str], ngram: int) -> Shingles:
     return _windows(np.zeros(positions.size, dtype=np.uint64), char_doc, len(texts), ngram, combine)
 
 
+def chunk_bounds(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """Consecutive (begin, end) ranges of texts holding about ``_CHUNK_CODEPOINTS`` code points
+    each (a longer text gets a range of its own), to bound memory per vectorised step."""
+    bounds, size = [0], 0
+    for i, text in enumerate(texts):
+        if size and size + len(text) + 1 > _CHUNK_CODEPOINTS:
+            bounds.append(i)
+            size = 0
+        size += len(text) + 1
+    bounds.append(len(texts))
+    return [(begin, end) for begin, end in zip(bounds[:-1], bounds[1:]) if end > begin]
+
+
+def codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code points of the texts joined by NUL, start of each text, length of each text)."""
+    cps, starts = _codepoints(texts)
+    return cps, starts, np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+
+
+def word_char_table() -> np.ndarray:
+    """Boolean table indexed by code point: which characters belong to words."""
+    return _word_char_table()
+
+
 def shingles(texts: Sequence[str], kind: ShingleKind, ngram: int) -> Shingles:
     """Shingle hashes of every text, computed in groups of about ``_CHUNK_CODEPOINTS`` code points
     (bounding memory for long documents)."""
@@ -164,18 +188,10 @@ def shingles(texts: Sequence[str], kind: ShingleKind, ngram: int) -> Shingles:
         normalised, per_chunk = [" ".join(t.lower().replace("\x00", " ").split()) for t in texts], _char_shingles
     else:
         raise ValueError(f"shingle must be 'word' or 'char', got {kind!r}")
-    bounds, size = [0], 0
-    for i, text in enumerate(normalised):
-        if size and size + len(text) + 1 > _CHUNK_CODEPOINTS:
-            bounds.append(i)
-            size = 0
-        size += len(text) + 1
-    bounds.append(len(normalised))
     parts = []
-    for begin, end in zip(bounds[:-1], bounds[1:]):
-        if end > begin:
-            part = per_chunk(normalised[begin:end], ngram)
-            parts.append(Shingles(part.hashes, part.doc + begin, part.n_docs))
+    for begin, end in chunk_bounds(normalised):
+        part = per_chunk(normalised[begin:end], ngram)
+        parts.append(Shingles(part.hashes, part.doc + begin, part.n_docs))
     if not parts:
         return Shingles(np.zeros(0, np.uint64), np.zeros(0, np.int64), 0)
     if len(parts) == 1:

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 
 from factory.dedup.hashing import exact_hashes
 from factory.dedup.minhash import SCHEME, MinHasher
-from factory.dedup.shingles import shingles
 
 _META_KEY = b"factory.dedup.signatures"
 
@@ -40,10 +39,11 @@ class SignatureParams:
 
 def text_signatures(texts: Sequence[str], params: SignatureParams) -> np.ndarray:
     """(N, num_perm) uint32 MinHash signatures of the texts."""
-    return MinHasher(params.num_perm, params.seed).signatures(shingles(texts, params.shingle, params.ngram))
+    return MinHasher(params.num_perm, params.seed).text_signatures(texts, params.shingle, params.ngram)
 
 
 def side_schema(num_perm: int) -> pa.Schema:
+    """Arrow schema of the side table for signatures of ``num_perm`` values."""
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -85,7 +85,9 @@ def side_rows(batch: pa.Table, params: SignatureParams) -> pa.Table:
     if "completion" in batch.column_names and "sample_id" in batch.column_names:
         samples = batch.filter(pc.is_valid(batch["completion"]))
         parts.append(
-            _kind_rows("response", samples["sample_id"], samples["prompt_id"], samples["completion"].to_pylist(), params)
+            _kind_rows(
+                "response", samples["sample_id"], samples["prompt_id"], samples["completion"].to_pylist(), params
+            )
         )
     return pa.concat_tables(parts)
 

@@ -42,6 +42,8 @@ class EngineConfig(Section):
     """Reuse KV cache of shared prefixes (chat template, the n samples of one prompt)."""
     enforce_eager: bool = False
     """Skip CUDA graphs / torch.compile: slower decode, much faster start (tests, CPU)."""
+    env: dict[str, str] = {}
+    """Environment of the engine actors (e.g. VLLM_CPU_KVCACHE_SPACE on CPU; HF_HUB_OFFLINE)."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """openai backend: the OpenAI-compatible server's /v1 root."""
     served_model_name: str | None = None

@@ -56,7 +56,9 @@ class DecontamConfig(Section):
     """Also check completions: teachers sometimes quote eval problems they memorised."""
     benchmarks: tuple[EvalSet, ...] = (
         EvalSet(name="gsm8k", path="../shared/data/gsm8k/test.jsonl", format="jsonl", fields=("question",)),
-        EvalSet(name="humaneval", path="../shared/data/humaneval/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)),
+        EvalSet(
+            name="humaneval", path="../shared/data/humaneval/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)
+        ),
     )
     """Eval sets whose test items must not be trained on."""
     report_examples: int = 5
@@ -98,6 +100,7 @@ def load_eval_texts(spec: EvalSet) -> list[str]:
 
 
 def build_index(cfg: DecontamConfig) -> NgramIndex:
+    """The n-gram index of every configured eval set (read from disk on the driver)."""
     return NgramIndex.build({spec.name: load_eval_texts(spec) for spec in cfg.benchmarks}, cfg.ngram)
 
 
@@ -139,8 +142,8 @@ def decontaminate(ds, cfg: DecontamConfig):
 
     out = ds.map_batches(apply, batch_format="pyarrow", batch_size=cfg.batch_size).materialize()
     hits = out.filter(expr=f"drop_stage == '{STAGE}'").select_columns(["prompt_id", "drop_reason"])
-    rows = pa.concat_tables([pa.table({"prompt_id": pa.array([], pa.string()), "drop_reason": pa.array([], pa.string())})]
-                            + [t.select(["prompt_id", "drop_reason"]) for t in ray.get(hits.to_arrow_refs())])
+    empty = pa.table({"prompt_id": pa.array([], pa.string()), "drop_reason": pa.array([], pa.string())})
+    rows = pa.concat_tables([empty] + [t.select(["prompt_id", "drop_reason"]) for t in ray.get(hits.to_arrow_refs())])
     report = {}
     for name in index.names:
         ids = rows.filter(pc.equal(rows["drop_reason"], REASON_PREFIX + name))["prompt_id"].to_pylist()

@@ -8,10 +8,11 @@ Contract:
   manifest. Reasons: ``dup_exact_prompt``, ``dup_near_prompt``, ``dup_exact_response``,
   ``dup_near_response``, ``dup_previous_snapshot``.
 - Per-row work (normalised-text hashes, shingles, MinHash signatures, band keys) runs in Ray Data
-  ``map_batches`` over whole batches (numpy). The global step (grouping band keys, union-find,
-  choosing representatives) runs on the driver over compact keys; see
-  :mod:`factory.dedup.components` for why and where that stops scaling (~100M rows on a 32-64 GB
-  driver). The input is materialised once, so the upstream pipeline is not executed twice.
+  ``map_batches`` over whole batches: numpy, plus one numba kernel for word-shingle signatures
+  (compiled once per worker process, ~2 s; see :meth:`MinHasher.text_signatures`). The global
+  step (grouping band keys, union-find, choosing representatives) runs on the driver over compact
+  keys; see :mod:`factory.dedup.components` for why and where that stops scaling (~100M rows on a
+  32-64 GB driver). The input is materialised once, so the upstream pipeline is not executed twice.
 - LSH (bands, rows) come from ``threshold`` exactly as datasketch's ``MinHashLSH`` picks them,
   unless both are given. Signatures equal datasketch's ``MinHash`` (scheme ``affine32``) for the
   same shingle hashes.
@@ -95,6 +96,7 @@ class DedupConfig(Section):
         return lsh_params(self.threshold, self.num_perm)
 
     def signature_params(self) -> SignatureParams:
+        """What the stored signatures depend on (checked when reading earlier snapshots')."""
         return SignatureParams(self.num_perm, self.seed, self.shingle, self.ngram)
 
 
@@ -141,9 +143,11 @@ def features(batch: pa.Table, cfg: DedupConfig) -> pa.Table:
         "prompt_id": batch["prompt_id"],
         "sample_id": batch["sample_id"] if "sample_id" in batch.column_names else batch["prompt_id"],
         "live": live,
-        "reward": batch["reward"] if "reward" in batch.column_names else pa.nulls(n, pa.float64()),
+        "reward": batch["reward"].cast(pa.float64()) if "reward" in batch.column_names else pa.nulls(n, pa.float64()),
         "prompt_len": pc.utf8_length(batch["prompt"]).cast(pa.int64()),
-        "completion_len": pc.utf8_length(batch["completion"]).cast(pa.int64()) if has_completion else pa.nulls(n, pa.int64()),
+        "completion_len": (
+            pc.utf8_length(batch["completion"]).cast(pa.int64()) if has_completion else pa.nulls(n, pa.int64())
+        ),
         "prompt_exact": pa.array(prompt_exact, pa.uint64()),
         "completion_exact": pa.array(completion_exact, pa.uint64()),
     }
@@ -217,7 +221,8 @@ def dedup(ds, cfg: DedupConfig, *, prior_signatures: list[str] | None = None):
         return ds, {"rows_in": 0, "rows_live": 0, "prompts_live": 0, "dropped_rows": {}, "cluster_sizes": {}}
     table = pa.concat_tables(blocks)
     prior_prompts, prior_responses, prior_counts = _prior_keys(prior_signatures, cfg)
-    levels = {name: getattr(cfg, name) for name in ("exact_prompts", "near_prompts", "exact_responses", "near_responses")}
+    level_names = ("exact_prompts", "near_prompts", "exact_responses", "near_responses")
+    levels = {name: getattr(cfg, name) for name in level_names}
     decisions = resolve(table, prior_prompts, prior_responses, levels, cfg.keep_rule)
     bands, rows = cfg.lsh()
     stats = {
@@ -245,5 +250,7 @@ def write_signatures(ds_or_table, cfg: DedupConfig, out_dir: str) -> list[str]:
     params = cfg.signature_params()
     if isinstance(ds_or_table, pa.Table):
         return write_side_tables([side_rows(ds_or_table, params)], params, out_dir)
-    rows = ds_or_table.map_batches(side_rows, batch_format="pyarrow", batch_size=cfg.batch_size, fn_kwargs={"params": params})
+    rows = ds_or_table.map_batches(
+        side_rows, batch_format="pyarrow", batch_size=cfg.batch_size, fn_kwargs={"params": params}
+    )
     return write_side_tables(rows.iter_batches(batch_format="pyarrow", batch_size=None), params, out_dir)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import uuid
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -170,14 +171,19 @@ def generate(
         total_prompts, stats_path
     )
     cluster_has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    return ds.map_batches(
-        TeacherGeneration,
-        fn_constructor_kwargs={"cfg": cfg, "checkpoint": store, "progress": progress},
-        batch_size=cfg.resources.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=cfg.resources.num_actors),
-        **map_batches_resources(cfg, cluster_has_gpus),
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for max_restarts / max_task_retries (nor, for TP
+        # placement groups, for ray_remote_args_fn, which ray.data.llm itself uses) yet.
+        warnings.filterwarnings("ignore", message="`ray_remote_args(_fn)?` is deprecated")
+        return ds.map_batches(
+            TeacherGeneration,
+            fn_constructor_kwargs={"cfg": cfg, "checkpoint": store, "progress": progress},
+            batch_size=cfg.resources.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.resources.num_actors),
+            runtime_env={"env_vars": dict(cfg.engine.env)} if cfg.engine.env else None,
+            **map_batches_resources(cfg, cluster_has_gpus),
+        )
 
 
 def read_generation_stats(checkpoint_dir: str, cfg: GenerationConfig) -> dict | None:

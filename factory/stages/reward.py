@@ -7,10 +7,11 @@ Contract:
 - Only rows with ``gen_status == "ok"``, a completion and no ``drop_reason`` are scored; the others
   get ``reward = null`` and ``reward_error = null`` (nothing was asked of the RM).
 - A scored row gets either a finite ``reward`` or a ``reward_error``, never both and never a
-  stand-in 0: an input longer than ``max_length`` tokens is not truncated (an RM reads the last
-  token, so a cut-off chain would be judged on text it never finished) but fails with
-  ``input_too_long``; a template failure, an RM exception (for the whole micro-batch it hit) or a
-  non-finite score are errors too. The filter stage drops these rows with reason ``reward_error``.
+  stand-in 0: an input longer than ``max_length`` tokens (or the RM's position limit, if smaller)
+  is not truncated (an RM reads the last token, so a cut-off chain would be judged on text it
+  never finished) but fails with ``input_too_long``; a template failure, an RM exception (for
+  the whole micro-batch it hit) or a non-finite score are errors too. The filter stage drops
+  these rows with reason ``reward_error``.
 - The (prompt, response) pair goes through the RM's own chat template as messages
   ``user = prompt`` and ``assistant = "<think>\\n" + completion`` (the completion starts after the
   forced ``<think>\\n``). DeepSeek-R1-style templates (as the tiny RM's) emit the assistant turn
@@ -140,6 +141,8 @@ class RewardScorer:
             # The classifier pools at the last non-pad token, which needs a pad id once batches are padded.
             self.model.config.pad_token_id = pad_id
         self.pad_id = self.model.config.pad_token_id
+        positions = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
+        self.max_length = min(cfg.max_length, positions)  # the RM cannot read past its positions
 
     def render(self, prompt: str, completion: str) -> str:
         """The chat text the RM reads for one (prompt, completion) pair."""
@@ -178,8 +181,8 @@ class RewardScorer:
                 errors[row] = f"template_error: {type(error).__name__}: {error}"[:500]
                 continue
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(ids) > self.cfg.max_length:
-                errors[row] = f"input_too_long: {len(ids)} tokens > max_length {self.cfg.max_length}"
+            if len(ids) > self.max_length:
+                errors[row] = f"input_too_long: {len(ids)} tokens > max_length {self.max_length}"
                 continue
             rows.append(row)
             sequences.append(ids)

@@ -4,7 +4,7 @@ Contract: a *sequence* is a list of encoded samples placed one after another; a 
 of sequences, right-padded to its longest one. ``position_ids`` restart at 0 for every sample (and
 for the padding tail), and no attention mask is passed: transformers (5.x) then derives a
 block-diagonal causal mask from the position restarts for every attention implementation (eager,
-sdpa, flash varlen), so no token attends across samples; padding sits after the real tokens, so
+sdpa, flash varlen) -- but only without a KV cache, hence ``use_cache=False`` on every forward -- so no token attends across samples; padding sits after the real tokens, so
 causality alone hides it. Labels are the token ids on target tokens and -100 on prompt and padding;
 the model's next-token shift never pairs the end of one sample with the next sample's first token as
 a target, since every sample starts with prompt tokens. The loss is summed over target tokens; the

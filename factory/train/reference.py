@@ -73,7 +73,7 @@ def replay(cfg: TrainConfig, model_path: str, plan: DataPlan, encoded: dict[str,
         for batch in batches:
             loss = summed_token_loss(model, batch)
             (loss / n_global).backward()
-            total += float(loss)
+            total += float(loss.detach())
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()

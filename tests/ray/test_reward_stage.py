@@ -26,8 +26,8 @@ def samples(*rows: dict) -> pa.Table:
 
 
 def config(**overrides) -> RewardConfig:
-    values = dict(enabled=True, model="tiny:reward", num_gpus_per_actor=0.0, max_length=MAX_LENGTH, max_tokens_per_batch=4 * MAX_LENGTH)
-    return RewardConfig(**(values | overrides))
+    values = dict(enabled=True, model="tiny:reward", num_gpus_per_actor=0.0, max_length=MAX_LENGTH)
+    return RewardConfig(**(values | {"max_tokens_per_batch": 4 * MAX_LENGTH} | overrides))
 
 
 # Rows by case: varied lengths so packing forms several micro-batches.
@@ -120,6 +120,12 @@ def test_non_finite_rm_output_is_reward_error(scorer, monkeypatch):
     out = scorer(samples({}))
     assert out.column("reward").to_pylist() == [None]
     assert out.column("reward_error").to_pylist()[0].startswith("rm_non_finite")
+
+
+def test_cpu_actor_runs_the_rm_in_fp32(scorer):
+    import torch
+
+    assert scorer.device.type == "cpu" and scorer.model.dtype == torch.float32
 
 
 def test_render_uses_the_rm_template_with_think_prefix(scorer):

@@ -309,17 +309,24 @@ def test_no_cluster_file_enables_remote_code():
 
 
 def test_referenced_configs_pin_model_revisions():
+    """Hub models name a commit; local models come from the staged models dir, which
+    cluster/stage_models.sh fills only at a 40-hex commit (recorded in each model's REVISION file)."""
     configs = sorted({config for _, _, config in _entrypoints() if config})
     assert configs
+    assert "[0-9a-f]{40}" in (REPO / "cluster" / "stage_models.sh").read_text()
     for config in configs:
         doc = yaml.safe_load((REPO / config).read_text())
         assert True not in list(_walk(doc, "trust_remote_code")), config
-        hub_models = [m for m in _walk(doc, "model") if isinstance(m, str) and not m.startswith(("/", "."))]
-        assert hub_models, f"{config}: names no hub model"
-        for section in _mappings_with(doc, "model"):
-            if isinstance(section["model"], str) and not section["model"].startswith(("/", ".")):
-                revision = section.get("revision")
-                assert revision and revision not in {"main", "master"}, f"{config}: {section['model']} unpinned"
+        for key in ("model", "student"):
+            for section in _mappings_with(doc, key):
+                model = section[key]
+                if not isinstance(model, str):
+                    continue
+                if model.startswith("/"):
+                    assert model.startswith("/mnt/factory/models/"), f"{config}: {model} is not a staged model"
+                else:
+                    revision = section.get("revision")
+                    assert revision and revision not in {"main", "master"}, f"{config}: {model} unpinned"
 
 
 def _mappings_with(node, key: str):

@@ -50,3 +50,10 @@ def test_lsh_params_equal_datasketch_optimal_param(threshold, num_perm):
 def test_document_without_shingles_has_empty_signature():
     sig = MinHasher(16, 1).signatures(shingles(["", "..."], "word", 3))
     assert (sig == np.uint32(0xFFFFFFFF)).all()
+
+
+@pytest.mark.parametrize("kind,ngram", [("word", 5), ("word", 1), ("word", 13), ("char", 4)])
+def test_text_signatures_equal_the_shingle_path(kind, ngram):
+    texts = DOCS + [" ".join(f"w{i % 37}" for i in range(500)), "x\x00y z"]
+    hasher = MinHasher(128, 1)
+    assert np.array_equal(hasher.text_signatures(texts, kind, ngram), hasher.signatures(shingles(texts, kind, ngram)))

@@ -160,7 +160,9 @@ def test_quality_filter_sets_first_reason(row, config, expected):
 
 
 def test_quality_filter_marks_infra_failures_with_infra_stage():
-    table = rows_table({"gen_status": "engine_error", "completion": None}, {"verdict": "timeout"}, {"reward_error": "rm_failure: x"})
+    table = rows_table(
+        {"gen_status": "engine_error", "completion": None}, {"verdict": "timeout"}, {"reward_error": "rm_failure: x"}
+    )
     out = QualityFilter(QualityConfig())(table)
     assert out.column("drop_reason").to_pylist() == ["gen_engine_error", "verify_timeout", "reward_error"]
     assert set(out.column("drop_stage").to_pylist()) == {"infra"}

@@ -23,7 +23,7 @@ def samples(*rows: dict, prompt_id: str = "p0") -> pa.Table:
 
 
 def kept_indices(table: pa.Table) -> list[int]:
-    return sorted(r["sample_index"] for r in table.select(["sample_index", "drop_reason"]).to_pylist() if r["drop_reason"] is None)
+    return sorted(row["sample_index"] for row in table.to_pylist() if row["drop_reason"] is None)
 
 
 def reasons(table: pa.Table) -> dict[int, str | None]:
@@ -45,8 +45,12 @@ def test_pass_rate_excludes_infrastructure_verdicts(verdicts, expected):
 
 
 def test_pass_rate_is_stored_on_every_row_including_dropped_ones():
-    table = samples({"verdict": "correct"}, {"verdict": "wrong"}, {"verdict": "wrong", "drop_reason": "truncated", "drop_stage": "quality"},
-                    {"verdict": "error", "drop_reason": "verify_error", "drop_stage": "infra"})  # fmt: skip
+    table = samples(
+        {"verdict": "correct"},
+        {"verdict": "wrong"},
+        {"verdict": "wrong", "drop_reason": "truncated", "drop_stage": "quality"},
+        {"verdict": "error", "drop_reason": "verify_error", "drop_stage": "infra"},
+    )
     out = reject_group(table, RejectionConfig())
     assert out.column("pass_rate").to_pylist() == [pytest.approx(1 / 3)] * 4
 
@@ -64,7 +68,8 @@ def test_pass_rate_is_stored_on_every_row_including_dropped_ones():
         # best-of-n among correct: reward desc, then fewer tokens, then sample_index
         ([{"reward": 0.5}, {"reward": 0.9, "verdict": "wrong"}, {"reward": 0.7}, {"reward": 0.7, "completion_tokens": 10}],
          {"best_of_n": 1}, {0: "not_best_of_n", 1: "verdict_wrong", 2: "not_best_of_n", 3: None}),
-        ([{"reward": 0.5}, {"reward": 0.5}, {"reward": 0.5}], {"best_of_n": 1}, {0: None, 1: "not_best_of_n", 2: "not_best_of_n"}),
+        ([{"reward": 0.5}, {"reward": 0.5}, {"reward": 0.5}], {"best_of_n": 1},
+         {0: None, 1: "not_best_of_n", 2: "not_best_of_n"}),
         # at most k per prompt, without rewards: fewer tokens first, then sample_index
         ([{"completion_tokens": 40}, {"completion_tokens": 20}, {"completion_tokens": 30}, {}], {"max_per_prompt": 2},
          {0: "over_max_per_prompt", 1: None, 2: None, 3: "over_max_per_prompt"}),
@@ -114,8 +119,8 @@ def test_reject_group_is_independent_of_row_order():
 
 
 def test_count_drops_counts_by_stage_and_reason():
-    table = samples({}, {"drop_reason": "truncated", "drop_stage": "quality"}, {"drop_reason": "truncated", "drop_stage": "quality"},
-                    {"drop_reason": "verify_error", "drop_stage": "infra"})  # fmt: skip
+    truncated = {"drop_reason": "truncated", "drop_stage": "quality"}
+    table = samples({}, truncated, truncated, {"drop_reason": "verify_error", "drop_stage": "infra"})
     assert count_drops(table) == {"infra:verify_error": 1, "quality:truncated": 2}
 
 

@@ -1,0 +1,76 @@
+"""A training run killed (SIGKILL, driver and its Ray cluster) after a checkpoint resumes from it and
+ends exactly where an unkilled run ends: same step count, and the same loss curve as a single-process
+replay of the whole run (so optimizer state and data position were restored exactly)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from factory.train import TrainConfig
+
+pytestmark = pytest.mark.chaos
+
+LOSS_RTOL = 1e-4
+"""Two gloo ranks vs one process: float summation order only."""
+
+KILLED_RUN = """
+import json, sys, ray
+from factory.train import TrainConfig, run_training
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+cfg = TrainConfig.model_validate_json(sys.argv[1])
+run_training(cfg, json.loads(sys.argv[2]), sys.argv[3], snapshot_version="snap-chaos")
+"""
+
+
+def _write_snapshot(directory: Path, tokenizer_path: str) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ray"))
+    from test_train import write_snapshot
+
+    return write_snapshot(directory, tokenizer_path, n=48, seed=3)
+
+
+def _kill_after_first_checkpoint(process: subprocess.Popen, run_dir: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    marker = run_dir / "checkpoints" / "latest"
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"training ended (rc={process.returncode}) before its first checkpoint")
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_killed_run_resumes_from_checkpoint_and_ends_like_unkilled_run(tiny_models, ray_local, tmp_path):
+    from factory.train import run_training
+    from factory.train.reference import encode_files, replay
+    from factory.train.run import plan_data
+
+    files = _write_snapshot(tmp_path / "snapshot", tiny_models.student)
+    cfg = TrainConfig(student=tiny_models.student, num_workers=2, cpus_per_worker=0.5, zero_stage=2, lr=1e-3,
+                      micro_batch_size=1, grad_accum=2, max_seq_len=128, packing=True, epochs=2,
+                      checkpoint_every_steps=2, max_steps=12)
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, cfg.model_dump_json(), json.dumps(files), str(run_dir)],
+                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_after_first_checkpoint(process, run_dir, timeout_s=600)
+    assert not (run_dir / "metrics.json").exists(), "the run finished before it was killed"
+    killed_at = int((run_dir / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
+    assert 0 < killed_at < 12
+
+    result = run_training(cfg, files, str(run_dir), snapshot_version="snap-chaos")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    plan, _ = plan_data(cfg, files, tiny_models.student)
+    unkilled = replay(cfg, tiny_models.student, plan, encode_files(files, tiny_models.student, cfg.max_seq_len))
+
+    assert metrics["start_step"] >= killed_at
+    assert result.steps == plan.total_steps == len(unkilled.loss_curve) == 12
+    assert result.loss_curve == pytest.approx(unkilled.loss_curve, rel=LOSS_RTOL)

@@ -1,0 +1,21 @@
+"""LR schedule: warmup to the peak, then cosine or constant + decay to zero."""
+
+import pytest
+
+from factory.train.schedule import lr_multiplier
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant_decay"])
+def test_warmup_rises_linearly_to_peak(schedule):
+    values = [lr_multiplier(s, 100, 0.1, schedule) for s in range(11)]
+    assert values == sorted(values) and values[0] < 0.1 and values[10] == 1.0
+
+
+@pytest.mark.parametrize(("schedule", "bound"), [("cosine", 0.001), ("constant_decay", 0.12)])
+def test_last_step_is_near_zero(schedule, bound):
+    assert lr_multiplier(99, 100, 0.1, schedule) < bound
+
+
+def test_constant_decay_holds_peak_until_last_tenth():
+    assert lr_multiplier(80, 100, 0.0, "constant_decay") == 1.0
+    assert 0.0 < lr_multiplier(95, 100, 0.0, "constant_decay") < 1.0
