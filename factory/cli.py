@@ -62,9 +62,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_refresh(args) -> int:
+    cfg = _load(args)
+    if args.submit:
+        from factory.launch import submit
+
+        if not args.slot:
+            print("error: --submit needs --slot (the schedule slot makes the submission id)", file=sys.stderr)
+            return 2
+        extra = tuple(f"--set={o}" for o in args.overrides)
+        job_id, new = submit("refresh", cfg, args.config, args.slot, address=args.address, extra_args=extra)
+        print(json.dumps({"submission_id": job_id, "submitted": new}))
+        return 0
     from factory.refresh import run_refresh
 
-    _print_summary(run_refresh(_load(args)))
+    _print_summary(run_refresh(cfg))
     return 0
 
 
@@ -112,10 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description="distill-factory")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn in (("validate", cmd_validate), ("run", cmd_run), ("refresh", cmd_refresh)):
+    for name, fn in (("validate", cmd_validate), ("run", cmd_run)):
         p = sub.add_parser(name)
         _config_args(p)
         p.set_defaults(fn=fn)
+    p = sub.add_parser("refresh")
+    _config_args(p)
+    p.add_argument("--submit", action="store_true", help="submit as a Ray job, once per --slot")
+    p.add_argument("--slot", default=None, help="schedule slot (e.g. 2026-11-29T06:00); same slot → same job")
+    p.add_argument("--address", default=None, help="Ray dashboard address for --submit")
+    p.set_defaults(fn=cmd_refresh)
     p = sub.add_parser("train")
     _config_args(p)
     p.add_argument("--snapshot", default="latest", help="snapshot version to train on")

@@ -53,6 +53,12 @@ CONCURRENCY = {"transformers": 1, "vllm": 8}
 would only share the same cores); vLLM batches requests, so more run together."""
 QUEUE_SIZE = 64
 """Requests allowed to wait; beyond it a user is told the queue is full."""
+LATEX_DELIMITERS = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "\\(", "right": "\\)", "display": False},
+]
+"""Math as R1-style models write it; a single "$" is left alone so prices are not read as math."""
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
 """Local fonts, so the page loads on air-gapped clusters (Gradio's default theme fetches Google Fonts)."""
 
@@ -128,11 +134,16 @@ def chat_handler(engine, tokenizer):
         start = time.monotonic()
         reasoning_s = 0.0
         parts = serve_text.split_reasoning("", opens)
-        async for text in engine.stream(prompt_ids, budget, float(temperature), float(top_p)):
-            parts = serve_text.split_reasoning(text, opens)
-            if parts.thinking:
-                reasoning_s = time.monotonic() - start
-            yield serve_text.chat_view(parts, reasoning_s, done=False)
+        try:
+            async for text in engine.stream(prompt_ids, budget, float(temperature), float(top_p)):
+                parts = serve_text.split_reasoning(text, opens)
+                if parts.thinking:
+                    reasoning_s = time.monotonic() - start
+                yield serve_text.chat_view(parts, reasoning_s, done=False)
+        except Exception as exc:  # an engine failure: logged in full, reported briefly, server goes on
+            log.exception("generation failed")
+            raise gr.Error(f"Generation failed on the server ({type(exc).__name__}); see the server log.",
+                           print_exception=False) from exc
         yield serve_text.chat_view(parts, reasoning_s, done=True)
 
     return respond
@@ -150,7 +161,8 @@ def build_app(engine, tokenizer, model_dir: str):
         gr.Markdown(_header(model_dir, engine), elem_id="model-info")
         gr.ChatInterface(
             chat_handler(engine, tokenizer),
-            chatbot=gr.Chatbot(elem_id="chat", label="Chat", height=520, group_consecutive_messages=False, render=False),
+            chatbot=gr.Chatbot(elem_id="chat", label="Chat", height=520, group_consecutive_messages=False,
+                               latex_delimiters=LATEX_DELIMITERS, render=False),
             textbox=gr.Textbox(placeholder="Ask a question…", elem_id="prompt", show_label=False,
                                submit_btn=True, stop_btn=True, render=False),
             additional_inputs=[slider(MAX_TOKENS, "max-tokens"), slider(TEMPERATURE, "temperature"),

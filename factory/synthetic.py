@@ -95,14 +95,18 @@ def solve(prompt: str) -> tuple[str, str]:
     """The worked solution of a problem: (reasoning, answer_text), e.g.
     ("7+5=12\\n12+9=21\\n21-3=18", "\\boxed{18}"). The question may be embedded in a longer text
     (e.g. followed by the R1 instruction). Raises ValueError if no question of this task is found."""
+    return _worked(prompt, slip_step=None, slip=0)
+
+
+def _worked(prompt: str, slip_step: int | None, slip: int) -> tuple[str, str]:
     match = _QUESTION.search(prompt)
     if match is None:
         raise ValueError(f"not a synthetic arithmetic problem: {prompt[:80]!r}")
     tokens = _TOKEN.findall(match.group(1))
     total = int(tokens[0])
     steps = []
-    for token in tokens[1:]:
-        result = total + int(token)
+    for index, token in enumerate(tokens[1:]):
+        result = total + int(token) + (slip if index == slip_step else 0)
         steps.append(f"{total}{token}={result}")
         total = result
     return "\n".join(steps), f"\\boxed{{{total}}}"
@@ -111,6 +115,14 @@ def solve(prompt: str) -> tuple[str, str]:
 def completion_for(prompt: str) -> str:
     """The full R1-style completion after the forced "<think>\\n": reasoning, "\\n</think>\\n\\n", answer."""
     reasoning, answer = solve(prompt)
+    return f"{reasoning}\n</think>\n\n{answer}"
+
+
+def wrong_completion_for(prompt: str, rng: random.Random) -> str:
+    """A completion in the same format with one arithmetic slip: one step's result is off by 1..3
+    and later steps follow from it, so the final answer is wrong. Used to train the tiny reward model."""
+    steps = len(solve(prompt)[0].split("\n"))
+    reasoning, answer = _worked(prompt, slip_step=rng.randrange(steps), slip=rng.choice([-3, -2, -1, 1, 2, 3]))
     return f"{reasoning}\n</think>\n\n{answer}"
 
 

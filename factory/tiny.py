@@ -23,6 +23,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory import synthetic
+
+_log = logging.getLogger(__name__)
 
 BOS, EOS, PAD, UNK = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜unk｜>"
 USER, ASSISTANT, THINK, END_THINK = "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"
@@ -49,7 +52,7 @@ starting with "<think>\\n"."""
 
 @dataclass(frozen=True)
 class Shape:
-    """Size of one tiny Qwen2 model."""
+    """Size of one tiny Qwen2 model (head_dim = hidden / heads must be 64 for vLLM's CPU attention)."""
 
     hidden: int
     heads: int
@@ -63,20 +66,41 @@ class TinySpec:
     """Every hyper-parameter of a tiny build; its hash names the cache directory."""
 
     version: int = 1
-    teacher: Shape = Shape(hidden=256, heads=4, kv_heads=2, layers=3, intermediate=768)
+    """Bumped when build code changes its output, so old caches are not reused."""
+    teacher: Shape = Shape(hidden=128, heads=2, kv_heads=1, layers=3, intermediate=512)
+    """Teacher size: large enough to learn the task in minutes on one core; head_dim 64 for vLLM CPU."""
     student: Shape = Shape(hidden=128, heads=2, kv_heads=1, layers=2, intermediate=384)
+    """Student size: smaller than the teacher, still able to learn the task from ~1000 samples."""
     max_positions: int = 512
-    threads: int = 2
+    """Context length of all three models (prompts + completions of the synthetic task fit in ~150)."""
+    threads: int = 1
+    """Torch threads during a build: fixed for bit-reproducibility; 1 is fastest on a shared 2-core box."""
     train_problems: int = 8000
-    teacher_steps: int = 300
+    """Distinct training problems the teacher sees (the task has ~40k train-split problems)."""
+    teacher_steps: int = 1600
+    """Upper bound on teacher SFT steps (the LR schedule spans it); training stops earlier at target."""
+    validation_problems: int = 100
+    """Held-out problems (disjoint from the reported ones) checked during training; 0 disables early stop."""
+    check_every: int = 100
+    """Steps between validation checks."""
+    target_accuracy: float = 0.9
+    """Validation greedy accuracy at which teacher training stops."""
     batch_size: int = 32
+    """Sequences per optimizer step (teacher SFT; half as many pairs for the reward model)."""
     learning_rate: float = 3e-3
+    """Peak AdamW learning rate for the teacher (tiny models tolerate a high rate)."""
     warmup_steps: int = 20
+    """Linear warmup steps before the linear decay."""
     reward_steps: int = 40
+    """Pairwise reward-model steps: a few seconds, enough to rank right above wrong solutions."""
     reward_learning_rate: float = 5e-4
+    """AdamW rate for the reward model, lower since it starts from the trained teacher."""
     eval_problems: int = 200
+    """Held-out problems whose teacher accuracy is recorded in tiny_build.json."""
     eval_temperature: float = 0.6
+    """Sampling temperature of the recorded sampled accuracy (R1's recommended setting)."""
     max_new_tokens: int = 64
+    """Generation budget in evaluation (a worked solution needs ~45 tokens)."""
 
     def hash(self) -> str:
         """Short content hash of the spec (hex)."""
@@ -193,9 +217,11 @@ def _batch(examples, pad_id: int):
     return ids, labels, mask
 
 
-def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float, warmup: int, seed: int) -> float:
-    """Plain-torch SFT (AdamW, linear warmup then linear decay, loss on completion tokens only),
-    drawing batches with a seeded RNG. Returns the last step's loss."""
+def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float, warmup: int, seed: int, done=None, check_every: int = 100) -> tuple[float, int]:
+    """Plain-torch SFT (AdamW, linear warmup then linear decay over ``steps``, loss on completion
+    tokens only), drawing batches with a seeded RNG. If ``done`` is given, it is called with the
+    model every ``check_every`` steps and training stops early once it returns True.
+    Returns (last step's loss, steps run)."""
     import random
 
     import torch
@@ -205,18 +231,23 @@ def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.05, (steps - step) / max(1, steps - warmup)))
     )
-    model.train()
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    loss, step = float("nan"), 0
+    while step < steps:
+        model.train()
         ids, labels, mask = _batch(rng.sample(examples, batch_size), model.config.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
+        output = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        output.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad()
+        loss, step = output.item(), step + 1
+        if done is not None and step % check_every == 0:
+            model.eval()
+            if done(model):
+                break
     model.eval()
-    return float(loss)
+    return loss, step
 
 
 def generate(model, tokenizer, users: list[str], max_new_tokens: int, temperature: float = 0.0, seed: int = 0) -> list[str]:
@@ -240,25 +271,6 @@ def accuracy(model, tokenizer, problems: list[dict], max_new_tokens: int, temper
     return sum(synthetic.is_correct(text, p["reference"]) for text, p in zip(completions, problems, strict=True)) / len(problems)
 
 
-def _corrupt(question: str, rng) -> str:
-    """A wrong worked solution: one step's result is off by 1..3 and later steps follow from it."""
-    reasoning, _ = synthetic.solve(question)
-    steps = reasoning.split("\n")
-    bad = rng.randrange(len(steps))
-    total = None
-    lines = []
-    for index, step in enumerate(steps):
-        expression = step.split("=")[0]
-        if total is not None:
-            operator_at = max(expression.rfind("+"), expression.rfind("-"))
-            expression = f"{total}{expression[operator_at:]}"
-        total = eval(expression)  # noqa: S307 - digits and +/- only, built above
-        if index == bad:
-            total = max(0, total + rng.choice([-3, -2, -1, 1, 2, 3])) if total > 3 else total + rng.choice([1, 2, 3])
-        lines.append(f"{expression}={total}")
-    return "\n".join(lines) + f"\n</think>\n\n\\boxed{{{total}}}"
-
-
 def reward_pairs(tokenizer, questions: list[str], seed: int) -> tuple[list[str], list[str]]:
     """Rendered chats (correct, wrong) for the reward model, one pair per question."""
     import random
@@ -270,7 +282,7 @@ def reward_pairs(tokenizer, questions: list[str], seed: int) -> tuple[list[str],
         return tokenizer.apply_chat_template(messages, tokenize=False)
 
     good = [render(q, synthetic.completion_for(q)) for q in questions]
-    bad = [render(q, _corrupt(q, rng)) for q in questions]
+    bad = [render(q, synthetic.wrong_completion_for(q, rng)) for q in questions]
     return good, bad
 
 
@@ -336,11 +348,26 @@ def _build_into(root: Path, seed: int, spec: TinySpec) -> dict:
     pairs = [(rng.choice(_user_variants(q)), synthetic.completion_for(q)) for q in questions]
 
     teacher = new_model(spec.teacher, tokenizer, seed, spec)
-    loss = train_sft(
-        teacher, sft_examples(tokenizer, pairs), spec.teacher_steps, spec.batch_size, spec.learning_rate, spec.warmup_steps, seed
+    problems = synthetic.make_problems(spec.eval_problems + spec.validation_problems, seed, "heldout")
+    heldout, validation = problems[: spec.eval_problems], problems[spec.eval_problems :]
+
+    def good_enough(model) -> bool:
+        score = accuracy(model, tokenizer, validation, spec.max_new_tokens)
+        _log.info("tiny teacher: validation accuracy %.2f (target %.2f)", score, spec.target_accuracy)
+        return score >= spec.target_accuracy
+
+    loss, steps = train_sft(
+        teacher,
+        sft_examples(tokenizer, pairs),
+        spec.teacher_steps,
+        spec.batch_size,
+        spec.learning_rate,
+        spec.warmup_steps,
+        seed,
+        done=good_enough if spec.validation_problems else None,
+        check_every=spec.check_every,
     )
     _save(teacher, tokenizer, root / "teacher")
-    heldout = synthetic.make_problems(spec.eval_problems, seed, "heldout")
     greedy = accuracy(teacher, tokenizer, heldout, spec.max_new_tokens)
     sampled = accuracy(teacher, tokenizer, heldout, spec.max_new_tokens, spec.eval_temperature, seed)
 
@@ -356,6 +383,7 @@ def _build_into(root: Path, seed: int, spec: TinySpec) -> dict:
         "teacher": {
             "params": _param_count(teacher),
             "final_loss": round(loss, 4),
+            "train_steps": steps,
             "heldout_problems": len(heldout),
             "greedy_accuracy": greedy,
             "sampled_accuracy": sampled,
@@ -405,7 +433,8 @@ def default_cache_dir(spec: TinySpec = SPEC) -> str:
 def ensure(cache_dir: str | None = None) -> TinyModels:
     """The cached build (seed 0) at ``cache_dir`` (default :func:`default_cache_dir`), building it
     first if absent. Builds go to a sibling temp dir renamed into place, under a file lock, so
-    concurrent callers build once and never see a partial build."""
+    concurrent callers build once and never see a partial build; temp dirs of builders that died
+    are removed by the next builder."""
     root = Path(cache_dir or default_cache_dir())
     if (root / "tiny_build.json").exists():
         return _models_at(root)
@@ -413,6 +442,9 @@ def ensure(cache_dir: str | None = None) -> TinyModels:
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "tiny_build.json").exists():
+            for stale in root.parent.glob(f".{root.name}.tmp-*"):  # left by a builder that died holding the lock
+                shutil.rmtree(stale, ignore_errors=True)
+            _log.info("building tiny models into %s (minutes on CPU, once)", root)
             staging = tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent)
             try:
                 build(staging, seed=0)

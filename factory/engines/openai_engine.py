@@ -67,10 +67,11 @@ class OpenAIEngine:
 
         session = self._ensure_session()
         spec = request.sampling
+        greedy = spec.temperature == 0
         body = {
             "model": self._model,
             "prompt": request.prompt_token_ids,
-            "n": spec.n,
+            "n": 1 if greedy else spec.n,  # servers refuse n > 1 when greedy: the draws would be equal
             "temperature": spec.temperature,
             "top_p": spec.top_p,
             "max_tokens": spec.max_tokens,
@@ -96,7 +97,7 @@ class OpenAIEngine:
                 continue
             unreachable = False
             if status == 200:
-                return _result(request, payload)
+                return _result(request, payload, copies=spec.n if greedy else 1)
             last_error = f"HTTP {status}: {str(payload)[:1000]}"
             if status not in RETRYABLE_STATUS:
                 break
@@ -106,17 +107,18 @@ class OpenAIEngine:
         return PromptResult(request.request_id, STATUS_ENGINE_ERROR, error=last_error[:2000])
 
     def close(self) -> None:
-        if self._session is None or self._session.closed:
-            return
+        if self._session is None or self._session.closed or self._loop.is_closed():
+            return  # a closed loop took its connections with it
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result(timeout=10)
         else:
             self._loop.run_until_complete(self._session.close())
 
 
-def _result(request: PromptRequest, payload: dict) -> PromptResult:
-    """Samples from a /v1/completions response, ordered by choice index."""
-    choices = sorted(payload.get("choices", []), key=lambda c: c.get("index", 0))
+def _result(request: PromptRequest, payload: dict, copies: int) -> PromptResult:
+    """Samples from a /v1/completions response, ordered by choice index; ``copies`` > 1 repeats
+    the single greedy choice n times."""
+    choices = sorted(payload.get("choices", []), key=lambda c: c.get("index", 0)) * copies
     if len(choices) != request.sampling.n:
         error = f"server returned {len(choices)} of {request.sampling.n} choices"
         return PromptResult(request.request_id, STATUS_ENGINE_ERROR, error=error)

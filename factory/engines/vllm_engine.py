@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def engine_kwargs(cfg: EngineConfig, model_dir: str) -> dict:
-    """vLLM engine arguments for ``cfg``; shared with the benchmark's raw ``vllm.LLM`` baseline."""
+    """vLLM engine arguments for ``cfg``; shared with the benchmark's raw ``vllm.LLM`` baseline.
+
+    On CPU, chunked prefill is turned off: vLLM 0.32's CPU worker kills the engine ("CPU Generator
+    does not use offset") when a prefill of a seeded request is split across steps."""
+    from vllm.platforms import current_platform
+
     return dict(
+        enable_chunked_prefill=False if current_platform.is_cpu() else None,
         model=model_dir,
         revision=cfg.revision if model_dir == cfg.model else None,
         trust_remote_code=cfg.trust_remote_code,

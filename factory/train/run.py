@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from factory.train.checkpoint import METRICS, latest_checkpoint, read_trainer_state, remove_stale_temps
+from factory.train.checkpoint import (METRICS, latest_checkpoint, read_trainer_state, remove_stale_temps,
+                                      write_json_atomic)
 from factory.train.config import TrainConfig
 from factory.train.plan import DataPlan, build_plan
 from factory.train.samples import INPUT_COLUMNS, encode_table
@@ -157,6 +158,16 @@ def _result(out: Path, card: dict, started: float) -> TrainResult:
                        wall_s=time.perf_counter() - started)
 
 
+def _write_metrics_of_finished_run(out: Path, plan: DataPlan, state: dict) -> None:
+    """Metrics of a run killed after its final checkpoint but before rank 0 wrote them."""
+    write_json_atomic(out / METRICS, {
+        "steps": state["step"], "total_steps": plan.total_steps, "start_step": state["step"],
+        "loss_curve": state["loss_curve"], "tokens": state["tokens"], "train_s": state["train_s"],
+        "tokens_per_s": state["tokens"] / state["train_s"] if state["train_s"] > 0 else 0.0,
+        "checkpoint_dir": str(latest_checkpoint(str(out))),
+    })
+
+
 def _resume_point(out: Path, card: dict) -> tuple[int, dict | None]:
     latest = latest_checkpoint(str(out))
     if latest is None:
@@ -204,7 +215,9 @@ def run_training(cfg: TrainConfig, data_files: list[str], out_dir: str, *, snaps
         plan, measured = plan_data(cfg, files, model_path)
         card = _card(cfg, plan, measured, files, snapshot_version)
         start_step, prior_state = _resume_point(out, card) if resume else (0, None)
-        if start_step >= plan.total_steps and (out / METRICS).exists():
+        if start_step >= plan.total_steps:
+            if not (out / METRICS).exists():
+                _write_metrics_of_finished_run(out, plan, prior_state)
             return _result(out, card, started)
         _fit(cfg, plan, files, model_path, out, card, start_step, prior_state)
     return _result(out, card, started)

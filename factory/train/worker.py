@@ -136,15 +136,16 @@ def train_loop(config: dict) -> None:
         started = time.perf_counter()
         batches = [collate(chunk, tokenizer.pad_token_id) for chunk in chunks]
         counts = torch.tensor([sum(target_tokens(b) for b in batches),
-                               sum(sum(len(ids) for seq in chunk for ids, _ in seq) for chunk in chunks)], dtype=torch.float64)
+                               sum(sum(len(ids) for seq in chunk for ids, _ in seq) for chunk in chunks)],
+                              dtype=torch.float64, device=device)  # NCCL reduces device tensors only
         dist.all_reduce(counts)
         n_global = max(float(counts[0]), 1.0)
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         for batch in batches:
             loss = summed_token_loss(engine, batch, device)
             engine.backward(loss * (world * cfg.grad_accum / n_global))
             engine.step()
-            loss_sum += loss.detach().to("cpu", torch.float64)
+            loss_sum += loss.detach().to(torch.float64)
         dist.all_reduce(loss_sum)
         step += 1
         loss_curve.append(float(loss_sum) / n_global)
@@ -156,7 +157,7 @@ def train_loop(config: dict) -> None:
         if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and step < total_steps:
             save()
             saved_step = step
-    if step != saved_step or start_step == 0 and step == 0:
+    if step != saved_step:
         save()
     if rank == 0:
         write_json_atomic(Path(out_dir) / METRICS, {

@@ -74,8 +74,10 @@ def _free_port() -> int:
 def vllm_server(tiny_models):
     port = _free_port()
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TEST_SERVE_KEY="local-key")
+    # The api_server module, not the `vllm` CLI: the CLI looks up the "vllm" distribution, which the
+    # CPU build (distribution "vllm-cpu") does not provide.
     cmd = [
-        os.path.join(os.path.dirname(sys.executable), "vllm"), "serve", tiny_models.teacher,
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_models.teacher,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
         "--api-key", "local-key", "--max-num-seqs", "16",
     ]

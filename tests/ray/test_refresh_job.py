@@ -1,0 +1,129 @@
+"""Operations, for real: a local Ray head (`ray start --head`, loopback only) runs the refresh pipeline
+submitted through the Jobs API; a second refresh with a grown and changed prompt file regenerates only
+what changed; the same schedule slot submitted twice runs once. The head is stopped at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head on 127.0.0.1 started with `ray start --block`, so stopping it stops only its processes."""
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            JobSubmissionClient(address).list_jobs()
+            break
+        except Exception:
+            if time.monotonic() > deadline or head.poll() is not None:
+                os.killpg(head.pid, signal.SIGKILL)
+                pytest.fail("ray head did not come up")
+            time.sleep(2)
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+def _config(work: Path, prompts: Path, shared_data: Path) -> Path:
+    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    cfg["run"] = {"name": "refresh-test", "work_dir": str(work / "runs"), "seed": 0}
+    cfg["prompts"] = {"on_bad_row": "fail", "sources": [
+        {"name": "file", "kind": "jsonl", "path": str(prompts), "task": "math", "id_field": "id",
+         "prompt_field": "question", "reference_field": "answer"}]}
+    cfg["generation"]["sampling"]["n"] = 2
+    cfg["reward"] = {"enabled": False}
+    cfg["filter"]["rejection"] = {"require_correct": False}
+    cfg["store"]["root"] = str(work / "datasets")
+    for bench, rel in zip(cfg["decontam"]["benchmarks"], ("gsm8k/test.jsonl", "humaneval/HumanEval.jsonl.gz")):
+        bench["path"] = str(shared_data / rel)
+    cfg.pop("train")
+    cfg["eval"] = {"enabled": False}
+    path = work / "refresh.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _write_prompts(path: Path, problems: list[dict]) -> None:
+    path.write_text("".join(json.dumps({"id": p["prompt_id"], "question": p["prompt"], "answer": p["reference"]}) + "\n"
+                            for p in problems))
+
+
+def _submit_and_wait(address: str, config: Path, slot: str) -> tuple[str, bool]:
+    from factory.config import load_config
+    from factory.launch import submit, wait
+
+    job_id, new = submit("refresh", load_config(config), str(config), slot, address=address)
+    status = wait(job_id, address, timeout_s=900)
+    if status != "SUCCEEDED":
+        from ray.job_submission import JobSubmissionClient
+
+        pytest.fail(f"{job_id}: {status}\n{JobSubmissionClient(address).get_job_logs(job_id)[-6000:]}")
+    return job_id, new
+
+
+def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, shared_data, tiny_models):
+    from factory import synthetic
+    from factory.store import SnapshotStore
+
+    problems = synthetic.make_problems(30, seed=5, split="train")
+    prompts = tmp_path / "prompts.jsonl"
+    _write_prompts(prompts, problems[:20])
+    config = _config(tmp_path, prompts, shared_data)
+
+    first, new = _submit_and_wait(ray_head, config, "slot-1")
+    assert new
+    store = SnapshotStore(str(tmp_path / "datasets"), "demo-arith")
+    v1 = store.latest()
+    assert v1.manifest["refresh"]["prompts_new"] == 20
+
+    again, new = _submit_and_wait(ray_head, config, "slot-1")  # the scheduler fires twice for one slot
+    assert again == first and not new
+    assert store.versions() == [v1.version]
+
+    changed = dict(problems[0], prompt=problems[0]["prompt"].replace("What", "Compute"))
+    _write_prompts(prompts, [changed] + problems[1:25])  # one changed, 19 unchanged, 5 new
+    _submit_and_wait(ray_head, config, "slot-2")
+    v2 = store.latest()
+    refresh = v2.manifest["refresh"]
+    assert v2.manifest["parent"] == v1.version
+    assert (refresh["prompts_new"], refresh["prompts_reused"]) == (6, 19)
+    kept_v1 = {r["sample_id"] for r in v1.read(columns=["sample_id"]).to_pylist()}
+    rows_v2 = v2.read(columns=["sample_id", "prompt_id"]).to_pylist()
+    carried = {r["sample_id"] for r in rows_v2 if r["prompt_id"] != problems[0]["prompt_id"]} & kept_v1
+    assert refresh["rows_reused"] == len(carried)
+    assert problems[0]["prompt_id"] not in {r["prompt_id"] for r in rows_v2 if r["sample_id"] in kept_v1}
+    assert len({r["sample_id"] for r in rows_v2}) == len(rows_v2)
