@@ -3,7 +3,7 @@
 Everything is built on CPU from a seed, with no network, and cached under
 ``$FACTORY_CACHE/tiny/<spec-hash>`` (FACTORY_CACHE defaults to ``~/.cache/distill-factory``):
 
-- a char-level tokenizer (printable ASCII, tab, newline, and DeepSeek-R1's special tokens as single
+- a byte-level character tokenizer (one token per byte, DeepSeek-R1's special tokens as single
   tokens) saved as a transformers fast tokenizer with an R1-style chat template;
 - a **teacher** ``Qwen2ForCausalLM`` trained on the synthetic arithmetic task
   (:mod:`factory.synthetic`) in R1's format ("<think>\\n" reasoning "\\n</think>\\n\\n\\boxed{..}");
@@ -35,7 +35,7 @@ from factory import synthetic
 
 _log = logging.getLogger(__name__)
 
-BOS, EOS, PAD, UNK = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜unk｜>"
+BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 USER, ASSISTANT, THINK, END_THINK = "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -65,7 +65,7 @@ class Shape:
 class TinySpec:
     """Every hyper-parameter of a tiny build; its hash names the cache directory."""
 
-    version: int = 1
+    version: int = 2
     """Bumped when build code changes its output, so old caches are not reused."""
     teacher: Shape = Shape(hidden=128, heads=2, kv_heads=1, layers=3, intermediate=512)
     """Teacher size: large enough to learn the task in minutes on one core; head_dim 64 for vLLM CPU."""
@@ -129,15 +129,23 @@ def _models_at(root: Path) -> TinyModels:
 
 
 def build_tokenizer():
-    """The char-level fast tokenizer with the R1 chat template (not saved)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models
+    """The byte-level character tokenizer with the R1 chat template (not saved).
+
+    One token per byte (GPT-2's byte-to-unicode alphabet, BPE without merges), so any UTF-8 text
+    round-trips, plus R1's special tokens as single tokens. Its pipeline (NFC, ByteLevel pre-tokenizer
+    and decoder) is the one transformers' ``Qwen2Tokenizer`` rebuilds when ``AutoTokenizer`` loads it
+    from a qwen2 model directory (transformers 5 swaps that class in for qwen2 models), so the
+    tokenizer saved beside a model and the one built here encode identically."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [UNK, BOS, EOS, PAD, USER, ASSISTANT]
-    chars = ["\t", "\n"] + [chr(code) for code in range(32, 127)]
-    vocab = {token: index for index, token in enumerate(specials + [THINK, END_THINK] + chars)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
-    backend.decoder = decoders.Fuse()
+    specials = [BOS, EOS, PAD, USER, ASSISTANT]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: index for index, token in enumerate(specials + [THINK, END_THINK] + alphabet)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
     backend.add_tokens([AddedToken(token, special=False, normalized=False) for token in (THINK, END_THINK)])
     return PreTrainedTokenizerFast(
@@ -145,7 +153,6 @@ def build_tokenizer():
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        unk_token=UNK,
         chat_template=CHAT_TEMPLATE,
         clean_up_tokenization_spaces=False,
         model_max_length=SPEC.max_positions,

@@ -36,9 +36,15 @@ def tokenizer():
 
 @pytest.mark.parametrize(
     "text",
-    ["What is 7+5+9-3?", "7+5=12\n12+9=21\n</think>\n\n\\boxed{21}", "\tdef f(x):\n\t\treturn x  # ~`|{}", " leading  spaces "],
+    [
+        "What is 7+5+9-3?",
+        "7+5=12\n12+9=21\n</think>\n\n\\boxed{21}",
+        "\tdef f(x):\n\t\treturn x  # ~`|{}",
+        " leading  spaces ",
+        "Unicode: café, 日本, ✓",
+    ],
 )
-def test_tokenizer_round_trips_ascii_text(tokenizer, text):
+def test_tokenizer_round_trips_text(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
 
 
@@ -80,6 +86,18 @@ def test_saved_tokenizer_reloads_with_its_chat_template(tokenizer, tmp_path):
     messages = [{"role": "user", "content": "What is 1+1+1?"}]
     assert loaded.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == tiny.chat_prompt(tokenizer, messages[0]["content"])
     assert loaded.encode("a\nb") == tokenizer.encode("a\nb")
+
+
+def test_tokenizer_loaded_from_a_qwen2_model_dir_encodes_identically(tokenizer, tmp_path):
+    """transformers 5 loads a qwen2 model dir's tokenizer as Qwen2Tokenizer, whatever
+    tokenizer_config.json says; that must not change a single token id."""
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(tmp_path)
+    tiny._qwen2_config(tiny.SPEC.student, tokenizer, tiny.SPEC).save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    prompt = tiny.chat_prompt(tokenizer, synthetic.user_message("What is 7+5+9-3?")) + synthetic.completion_for("What is 7+5+9-3?")
+    assert loaded.encode(prompt, add_special_tokens=False) == tokenizer.encode(prompt, add_special_tokens=False)
 
 
 def test_spec_hash_changes_with_any_field():
@@ -136,15 +154,24 @@ def test_teacher_solves_most_heldout_problems(tiny_models):
     assert tiny_models.info["teacher"]["greedy_accuracy"] >= 0.8
 
 
-def test_reward_model_ranks_correct_solutions_higher(tiny_models):
-    assert tiny_models.info["reward"]["heldout_auc"] >= 0.8
+def test_reward_model_gives_one_finite_score_per_chat(tiny_models):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models.reward)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models.reward)
+    good, bad = tiny.reward_pairs(tokenizer, ["What is 1+2+3?", "What is 9-4+7+1?"], seed=0)
+    with torch.no_grad():
+        scores = tiny.reward_scores(model, tokenizer, good + bad)
+    assert scores.shape == (4,) and torch.isfinite(scores).all()
 
 
 def test_models_load_with_transformers_auto_classes(tiny_models):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     for path in (tiny_models.teacher, tiny_models.student):
-        assert AutoModelForCausalLM.from_pretrained(path).config.head_dim == 64
+        config = AutoModelForCausalLM.from_pretrained(path).config
+        assert config.hidden_size // config.num_attention_heads == 64
     reward = AutoModelForSequenceClassification.from_pretrained(tiny_models.reward)
     assert reward.config.num_labels == 1 and reward.config.pad_token_id is not None
 

@@ -123,3 +123,20 @@ def test_unreachable_endpoint_raises_engine_dead():
 
     with pytest.raises(EngineDead):
         asyncio.run(main())
+
+
+def test_greedy_request_asks_one_choice_and_returns_n_samples():
+    seen = []
+
+    async def main():
+        runner, url, _ = await _serve([200], seen)
+        engine = _engine(url)
+        try:
+            greedy = SamplingSpec(n=3, temperature=0.0, top_p=1.0, max_tokens=8, seed=None)
+            return await engine.generate(PromptRequest("r", [1], greedy))
+        finally:
+            await engine._session.close()
+            await runner.cleanup()
+
+    result = asyncio.run(main())
+    assert seen[0]["body"]["n"] == 1 and len(result.samples) == 3
