@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,7 +96,7 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
     import ray
 
     from factory.refresh import plan_reuse
-    from factory.rows import drop_counts, kept_count, with_filter_columns
+    from factory.rows import drop_counts, dropped_rows, kept_count, kept_rows, with_filter_columns
     from factory.stages.decontam import decontaminate
     from factory.stages.dedup import dedup
     from factory.stages.filter import apply_filters
@@ -108,11 +109,22 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
         prompts = ingest(cfg.prompts)
         out["rows_out"] = prompts.table.num_rows
     plan = plan_reuse(cfg, prompts.table, parent, run_dir(cfg) / "refresh")
+    # Decontaminate prompts before generation: no teacher compute is spent on eval-set problems.
+    with stages.stage("decontam_prompts", plan.todo.num_rows) as out:
+        prompt_cfg = cfg.decontam.model_copy(update={"check_responses": False})
+        checked, prompt_report = decontaminate(ray.data.from_arrow(with_filter_columns(plan.todo)), prompt_cfg)
+        checked = checked.to_arrow()
+        todo = kept_rows(checked).select(plan.todo.column_names)
+        out["rows_out"] = todo.num_rows
+    stages.counts["decontam_prompts"]["stats"] = prompt_report
+    prompt_drops = Counter(prompts.skipped)
+    for reason in dropped_rows(checked).column("drop_reason").to_pylist():
+        prompt_drops[f"decontam:{reason}"] += 1
     directory = run_dir(cfg)
     gen_dir = directory / "generation"
-    ds = ray.data.from_arrow(plan.todo)
-    with stages.stage("generate", plan.todo.num_rows) as out:
-        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir), total_prompts=plan.todo.num_rows).map_batches(
+    ds = ray.data.from_arrow(todo)
+    with stages.stage("generate", todo.num_rows) as out:
+        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir), total_prompts=todo.num_rows).map_batches(
             with_filter_columns, batch_format="pyarrow").materialize()
         out["rows_out"] = ds.count()
     samples = ds.count()
@@ -121,11 +133,13 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
     if cfg.reward.enabled:
         with stages.stage("reward", samples):
             ds = score(ds, cfg.reward).materialize()
-    for name, step in (
+    steps = [
         ("filter", lambda d: (apply_filters(d, cfg.filter), None)),
         ("dedup", lambda d: dedup(d, cfg.dedup, prior_signatures=plan.prior_signatures)),
-        ("decontam", lambda d: decontaminate(d, cfg.decontam)),
-    ):
+    ]
+    if cfg.decontam.check_responses:  # prompts are already clean; this catches quoted eval items
+        steps.append(("decontam", lambda d: decontaminate(d, cfg.decontam)))
+    for name, step in steps:
         rows_in = kept_count(ds)
         with stages.stage(name, rows_in) as out:
             ds, stats = step(ds)
@@ -133,8 +147,8 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
             out["rows_out"] = kept_count(ds)
         if stats is not None:
             stages.counts[name]["stats"] = stats
-    drops = dict(sorted(drop_counts(ds).items()))
-    drops.update(prompts.skipped)
+    drops = dict(sorted(drop_counts(ds).items()))  # samples, by "stage:reason"
+    drops.update({f"prompts:{reason}": n for reason, n in sorted(prompt_drops.items())})  # prompts never generated
     store = SnapshotStore.from_config(cfg.store)
     with stages.stage("commit", kept_count(ds) + plan.reused.num_rows) as out:
         snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir), cfg.generation),
@@ -165,7 +179,6 @@ def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, genera
     engine = cfg.generation.engine
     manifest = {
         "run": cfg.run.name,
-        "parent": plan.parent_version,
         "config": cfg.model_dump(mode="json"),
         "config_hash": config_hash(cfg),
         "code_version": code_version(),
@@ -183,7 +196,8 @@ def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, genera
         "drops": drops,
         "generation": generation_stats,
         "dedup": stages.counts.get("dedup", {}).get("stats"),
-        "decontam": stages.counts.get("decontam", {}).get("stats"),
+        "decontam": stages.counts["decontam_prompts"]["stats"],  # prompts, per benchmark
+        "decontam_responses": stages.counts.get("decontam", {}).get("stats"),
         "run_summary": RUN_SUMMARY,
         "report": REPORT,
     }
@@ -206,6 +220,9 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
         train_result = None
         if cfg.train is not None:
             from factory.train import run_training
+
+            if not manifest["num_rows"]:
+                raise RuntimeError(f"snapshot {snapshot.version} has no rows to train on; drops: {manifest['drops']}")
 
             with stages.stage("train", sum(f["rows"] for f in manifest["files"])):
                 train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train" / snapshot.version),

@@ -44,7 +44,7 @@ def drop_counts(ds) -> Counter:
 def kept_count(ds) -> int:
     total = 0
     for batch in ds.select_columns(["drop_reason"]).iter_batches(batch_format="pyarrow"):
-        total += batch.num_rows - batch["drop_reason"].null_count
+        total += batch["drop_reason"].null_count
     return total
 
 

@@ -169,6 +169,8 @@ def _text(record: dict, name: str | None) -> str | None:
 
 def _convert(source: PromptSource, number: int, record: dict) -> dict | str:
     """One record → a prompt row, or the reason it is bad."""
+    if source.kind == "synthetic":  # the generator's own field names
+        source = source.model_copy(update={"id_field": "prompt_id", "reference_field": "reference"})
     if source.prompt_field not in record:
         return f"missing_field: {source.prompt_field}"
     prompt = record[source.prompt_field]
@@ -184,7 +186,7 @@ def _convert(source: PromptSource, number: int, record: dict) -> dict | str:
         reference = match.group(1).replace(",", "")
     if source.task == "code" and source.tests_field and source.tests_field not in record:
         return f"missing_field: {source.tests_field}"
-    given_id = _text(record, source.id_field or ("prompt_id" if source.kind == "synthetic" else None))
+    given_id = _text(record, source.id_field)
     if source.id_field and not given_id:
         return f"missing_field: {source.id_field}"
     return {

@@ -110,9 +110,12 @@ def test_hf_datasets_directory_is_read(tmp_path):
     assert table.column("prompt").to_pylist() == ["q1", "q2"]
 
 
-def test_synthetic_source_is_deterministic():
+def test_synthetic_source_is_deterministic_with_ids_and_references():
     cfg = PromptsConfig(sources=[PromptSource(name="syn", kind="synthetic", synthetic_n=20, synthetic_seed=3)])
-    assert ingest(cfg).table.equals(ingest(cfg).table)
+    table = ingest(cfg).table
+    assert table.equals(ingest(cfg).table)
+    assert all(i.startswith("syn-") for i in table.column("prompt_id").to_pylist())
+    assert all(r is not None and r.isdigit() for r in table.column("reference").to_pylist())
 
 
 def test_missing_file_names_the_source(tmp_path):
