@@ -68,12 +68,13 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
     """Generate on the held-out prompts with ``model``, verify, and score."""
     import ray
 
+    from factory.rows import collect
     from factory.stages.generate import generate
     from factory.stages.verify import verify
 
     gen_cfg = _generation_for(cfg, model, student)
     ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None)
-    table = verify(ds, cfg.verify).to_arrow()
+    table = collect(verify(ds, cfg.verify))
     result = score_table(table)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
     result.update(model=model, weights_bytes=weights_bytes(model), completion_tokens=tokens,

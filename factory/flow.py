@@ -96,7 +96,9 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
     import ray
 
     from factory.refresh import plan_reuse
-    from factory.rows import drop_counts, dropped_rows, kept_count, kept_rows, with_filter_columns
+    import pyarrow.compute as pc
+
+    from factory.rows import collect, drop_counts, kept_count, kept_rows, with_filter_columns
     from factory.stages.decontam import decontaminate
     from factory.stages.dedup import dedup
     from factory.stages.filter import apply_filters
@@ -113,12 +115,12 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
     with stages.stage("decontam_prompts", plan.todo.num_rows) as out:
         prompt_cfg = cfg.decontam.model_copy(update={"check_responses": False})
         checked, prompt_report = decontaminate(ray.data.from_arrow(with_filter_columns(plan.todo)), prompt_cfg)
-        checked = checked.to_arrow()
+        checked = collect(checked)
         todo = kept_rows(checked).select(plan.todo.column_names)
         out["rows_out"] = todo.num_rows
     stages.counts["decontam_prompts"]["stats"] = prompt_report
     prompt_drops = Counter(prompts.skipped)
-    for reason in dropped_rows(checked).column("drop_reason").to_pylist():
+    for reason in checked.filter(pc.is_valid(checked["drop_reason"])).column("drop_reason").to_pylist():
         prompt_drops[f"decontam:{reason}"] += 1
     directory = run_dir(cfg)
     gen_dir = directory / "generation"

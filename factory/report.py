@@ -221,12 +221,16 @@ def _dedup(dedup: dict | None) -> str:
         return _not_run()
     scalars = [[k, v] for k, v in dedup.items() if k != "cluster_sizes"]
     parts = [_table(None, scalars)] if scalars else []
-    sizes = dedup.get("cluster_sizes") or {}
-    if sizes:
-        ordered = sorted(((int(size), count) for size, count in sizes.items()))
+    levels = dedup.get("cluster_sizes") or {}
+    if levels and not all(isinstance(v, dict) for v in levels.values()):
+        levels = {"near-duplicate": levels}  # a flat {size: count} histogram
+    for level, sizes in levels.items():
+        if not sizes:
+            continue
+        ordered = sorted(sizes.items(), key=lambda item: int(str(item[0]).split("-")[0].rstrip("+")))
         parts.append(plots.bars([str(s) for s, _ in ordered], [c for _, c in ordered],
-                                "Near-duplicate clusters by size", "clusters", horizontal=False))
-    else:
+                                f"{level} clusters by size", "clusters", horizontal=False))
+    if not any(levels.values()):
         parts.append("<p>no duplicate clusters</p>")
     return "\n".join(parts)
 

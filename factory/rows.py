@@ -63,3 +63,11 @@ def to_dataset_rows(table: pa.Table, prompting) -> pa.Table:
     ]
     table = table.append_column(pa.field("messages", MESSAGE_TYPE), pa.array(messages, type=MESSAGE_TYPE))
     return conform(table, DATASET_SCHEMA)
+
+
+def collect(ds) -> pa.Table:
+    """A (small) Ray dataset as one Arrow table on the driver."""
+    import ray
+
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})

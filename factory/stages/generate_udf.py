@@ -106,12 +106,22 @@ class TeacherGeneration:
         parts = [
             pa.Table.from_pylist(new_rows[i], schema=SAMPLE_SCHEMA)
             if i in new_rows
-            else schema.conform(self._checkpoint.read_prompt(prompts[i]["prompt_id"]), SAMPLE_SCHEMA)
+            else self._resumed(prompts[i])
             for i in range(len(prompts))
         ]
         out = pa.concat_tables(parts) if parts else SAMPLE_SCHEMA.empty_table()
         self._report(len(prompts), len(prompts) - len(todo), fresh)
         return out
+
+    def _resumed(self, prompt: dict) -> pa.Table:
+        """A finished prompt's saved samples, with the prompt columns of *this* run (its reference,
+        source or row number may have changed; the gen_key guarantees the same prompt text)."""
+        saved = self._checkpoint.read_prompt(prompt["prompt_id"])
+        names = [f.name for f in schema.PROMPT_FIELDS]
+        generated = saved.drop_columns([n for n in names if n in saved.column_names])
+        for field in reversed(schema.PROMPT_FIELDS):
+            generated = generated.add_column(0, field, pa.array([prompt[field.name]] * generated.num_rows, field.type))
+        return schema.conform(generated, SAMPLE_SCHEMA)
 
     def _is_done(self, prompt_id: str, key: str) -> bool:
         return self._checkpoint is not None and self._checkpoint.done(prompt_id, key)
