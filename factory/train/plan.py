@@ -6,7 +6,9 @@ Contract: the plan depends only on the samples' ids, token lengths and pass rate
 run sees exactly the data an unkilled run would, and a single-process loop can replay the global
 batches of a multi-worker run. Order: ``shuffle`` is a seeded permutation per epoch;
 ``easy_to_hard`` sorts by teacher pass rate (high = easy; missing = hardest), then token length,
-then sample id, in every epoch. The epochs' orders are concatenated into one stream, cut greedily
+then sample id, in the first epoch, and later epochs are seeded shuffles: repeating one sorted order
+every epoch makes consecutive batches near-identical and training stalls (measured on the demo: loss
+0.76 after 528 steps vs 0.06 shuffled). The epochs' orders are concatenated into one stream, cut greedily
 into sequences (one sample each, or as many consecutive samples as fit in ``max_seq_len`` when
 packing) and the sequences are dealt round-robin to workers, so optimizer step ``s`` trains on global
 sequences ``[s*W*M*A, (s+1)*W*M*A)`` (W workers, M micro-batch, A accumulation). A trailing partial
@@ -61,6 +63,8 @@ def epoch_order(sample_ids: list[str], lengths: np.ndarray, pass_rates: np.ndarr
     """Indices into the inputs in training order for one epoch."""
     if curriculum == "shuffle":
         return np.array(sorted(range(len(sample_ids)), key=lambda i: _seeded_key(seed, epoch, sample_ids[i])), dtype=np.int64)
+    if curriculum == "easy_to_hard" and epoch > 0:  # the curriculum is the first pass; then reshuffle
+        return epoch_order(sample_ids, lengths, pass_rates, "shuffle", seed, epoch)
     if curriculum == "easy_to_hard":
         ease = np.where(np.isnan(pass_rates), -1.0, pass_rates)
         return np.array(sorted(range(len(sample_ids)), key=lambda i: (-ease[i], lengths[i], sample_ids[i])), dtype=np.int64)

@@ -22,6 +22,12 @@ def test_easy_to_hard_orders_by_pass_rate_then_length_missing_last():
     assert order == ["s3", "s1", "s5", "s2", "s6", "s7", "s0", "s4"]
 
 
+def test_easy_to_hard_reshuffles_after_the_first_epoch():
+    later = list(epoch_order(IDS, LENGTHS, PASS, "easy_to_hard", seed=0, epoch=1))
+    assert later == list(epoch_order(IDS, LENGTHS, PASS, "shuffle", seed=0, epoch=1))
+    assert later != list(epoch_order(IDS, LENGTHS, PASS, "easy_to_hard", seed=0, epoch=0))
+
+
 def test_shuffle_is_seeded_and_independent_of_input_order():
     first = [IDS[i] for i in epoch_order(IDS, LENGTHS, PASS, "shuffle", seed=3, epoch=0)]
     rev_ids, rev_len, rev_pass = IDS[::-1], LENGTHS[::-1], PASS[::-1]
