@@ -15,6 +15,13 @@ import pyarrow.compute as pc
 from factory.schema import DATASET_SCHEMA, FILTER_FIELDS, MESSAGE_TYPE, SCORED_SCHEMA, conform
 
 
+def with_column(table: pa.Table, name: str, array) -> pa.Table:
+    """``table`` with column ``name`` replaced by ``array`` (appended when absent)."""
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, array)
+    return table.append_column(name, array)
+
+
 def with_filter_columns(table: pa.Table) -> pa.Table:
     """Add null ``drop_reason``/``drop_stage`` columns where missing (one row out per row in)."""
     for field in FILTER_FIELDS:

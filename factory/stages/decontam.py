@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from pydantic import model_validator
 
 from factory.dedup.ngrams import NgramIndex
+from factory.rows import with_column
 from factory.sections import Section
 
 STAGE = "decontam"
@@ -122,12 +123,7 @@ def mark(batch: pa.Table, index: NgramIndex, check_responses: bool) -> pa.Table:
     new_reason = pa.array([REASON_PREFIX + h if h else None for h in hits], pa.string())
     reason = pc.coalesce(reason, new_reason)
     stage = pc.if_else(pc.is_valid(new_reason), pa.scalar(STAGE), stage)
-    for name, values in (("drop_reason", reason), ("drop_stage", stage)):
-        if name in batch.column_names:
-            batch = batch.set_column(batch.column_names.index(name), name, values)
-        else:
-            batch = batch.append_column(name, values)
-    return batch
+    return with_column(with_column(batch, "drop_reason", reason), "drop_stage", stage)
 
 
 def decontaminate(ds, cfg: DecontamConfig):

@@ -35,6 +35,7 @@ from factory.dedup.hashing import exact_hashes, hash64, scoped
 from factory.dedup.minhash import lsh_params
 from factory.dedup.resolve import resolve
 from factory.dedup.side_table import SignatureParams, read_side_tables, side_rows, text_signatures, write_side_tables
+from factory.rows import with_column
 from factory.sections import Section
 
 STAGE = "dedup"
@@ -200,12 +201,7 @@ def _apply(batch: pa.Table, prompt_drops: dict, sample_drops: dict) -> pa.Table:
             hit = pc.and_(pc.is_in(batch[column], value_set=ids), pc.is_null(reason))
             reason = pc.if_else(hit, pa.scalar(why), reason)
             stage = pc.if_else(hit, pa.scalar(STAGE), stage)
-    for name, values in (("drop_reason", reason), ("drop_stage", stage)):
-        if name in batch.column_names:
-            batch = batch.set_column(batch.column_names.index(name), name, values)
-        else:
-            batch = batch.append_column(name, values)
-    return batch
+    return with_column(with_column(batch, "drop_reason", reason), "drop_stage", stage)
 
 
 def dedup(ds, cfg: DedupConfig, *, prior_signatures: list[str] | None = None):

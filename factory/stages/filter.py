@@ -19,7 +19,8 @@ import pyarrow as pa
 from factory.sections import Section
 from factory.stages.filter_quality import QualityConfig, QualityFilter
 from factory.stages.filter_rejection import RejectionConfig, reject_group
-from factory.stages.filter_rows import count_table_drops, with_column
+from factory.rows import with_column
+from factory.stages.filter_rows import count_table_drops
 
 __all__ = [
     "FilterConfig",

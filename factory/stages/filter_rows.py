@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from factory.rows import with_column
+
 
 def values(table: pa.Table, name: str, default=None) -> list:
     """The column's values as a list, or ``default`` for every row when the column is absent."""
     if name in table.column_names:
         return table.column(name).to_pylist()
     return [default] * table.num_rows
-
-
-def with_column(table: pa.Table, name: str, array: pa.Array) -> pa.Table:
-    """``table`` with column ``name`` replaced by ``array`` (appended when absent)."""
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, array)
-    return table.append_column(name, array)
 
 
 def mark_drops(table: pa.Table, reasons: list[str | None], stage: str) -> pa.Table:

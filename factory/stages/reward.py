@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from factory import tiny
+from factory.rows import with_column
 from factory.sections import Section
 
 
@@ -111,10 +112,6 @@ def _eligible(table) -> list[bool]:
     return [s == "ok" and c is not None and d is None for s, c, d in zip(status, completion, dropped, strict=True)]
 
 
-def _with_column(table, name: str, array):
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, array)
-    return table.append_column(name, array)
 
 
 class RewardScorer:
@@ -199,8 +196,8 @@ class RewardScorer:
                     rewards[rows[i]] = value
                 else:
                     errors[rows[i]] = f"rm_non_finite: {value}"
-        out = _with_column(table, "reward", pa.array(rewards, pa.float64()))
-        out = _with_column(out, "reward_error", pa.array(errors, pa.string()))
+        out = with_column(table, "reward", pa.array(rewards, pa.float64()))
+        out = with_column(out, "reward_error", pa.array(errors, pa.string()))
         if out.num_rows != table.num_rows:
             raise RuntimeError(f"reward stage returned {out.num_rows} rows for {table.num_rows}")
         return out
