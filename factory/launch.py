@@ -18,6 +18,7 @@ from factory.config import FactoryConfig, config_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 120.0
 RUNTIME_EXCLUDES = [".venv/", "runs/", ".git/", "**/__pycache__/", ".pytest_cache/"]
 
 
@@ -40,14 +41,19 @@ def submit(command: str, cfg: FactoryConfig, config_path: str, key: str, *, addr
     except RuntimeError:
         pass
     entrypoint = " ".join(["python", f"pipelines/{command}.py", "--config", config_path, *extra_args])
-    try:
-        client.submit_job(entrypoint=entrypoint, submission_id=job_id,
-                          runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
-    except RuntimeError as e:  # lost a race with an identical submission
-        if "already exists" not in str(e):
-            raise
-        return job_id, False
-    return job_id, True
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client.submit_job(entrypoint=entrypoint, submission_id=job_id,
+                              runtime_env={"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES})
+            return job_id, True
+        except RuntimeError as e:
+            if "already exists" in str(e):  # lost a race with an identical submission
+                return job_id, False
+            # A head that has just started answers before its job agent is up: wait a bounded time.
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def wait(job_id: str, address: str | None, timeout_s: float) -> str:
