@@ -55,10 +55,12 @@ def _carried_signatures(parent, reused: pa.Table, out_dir: Path) -> list[str] | 
     changed successors), written once to ``out_dir``."""
     import pyarrow.parquet as pq
 
-    if "signatures" not in parent.side_tables():
+    files = parent.side_files("signatures")
+    if not files:
         return None
-    ids = pa.array(set(reused.column("prompt_id").to_pylist()) | set(reused.column("sample_id").to_pylist()))
-    table = parent.read_side("signatures")
+    ids = pa.array(sorted(set(reused.column("prompt_id").to_pylist()) | set(reused.column("sample_id").to_pylist())),
+                   pa.string())
+    table = pa.concat_tables([pq.read_table(f) for f in files])  # keeps the signature-parameter metadata
     table = table.filter(pc.is_in(table["id"], value_set=ids))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"carried-signatures-{parent.version}.parquet"

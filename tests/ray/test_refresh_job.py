@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -31,31 +33,39 @@ def _free_port() -> int:
 def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 started with `ray start --block`, so stopping it stops only its processes."""
     port, dash = _free_port(), _free_port()
+    log_path = tmp_path_factory.mktemp("ray-head") / "head.log"
+    log = open(log_path, "w")
+    # Token authentication on, as on real clusters (cluster/): the head and this client share a fresh token.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    os.environ.update(auth)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"http://127.0.0.1:{dash}"
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     from ray.job_submission import JobSubmissionClient
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while True:
-        try:
+        try:  # Ray may move the dashboard off a busy port: take the address it prints
+            address = re.search(r"RAY_API_SERVER_ADDRESS='(http://127\.0\.0\.1:\d+)'", log_path.read_text()).group(1)
             JobSubmissionClient(address).list_jobs()
             break
         except Exception:
             if time.monotonic() > deadline or head.poll() is not None:
                 os.killpg(head.pid, signal.SIGKILL)
-                pytest.fail("ray head did not come up")
+                pytest.fail(f"ray head did not come up:\n{log_path.read_text()[-3000:]}")
             time.sleep(2)
     yield address
+    for key in auth:
+        os.environ.pop(key, None)
     os.killpg(head.pid, signal.SIGTERM)
     try:
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
+    log.close()
 
 
 def _config(work: Path, prompts: Path, shared_data: Path) -> Path:
