@@ -111,7 +111,7 @@ def true_jaccard(docs, pairs, ngram):
 def ray_scaling(docs, num_perm, ngram, batch_size=1000):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

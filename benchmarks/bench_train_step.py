@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                       epochs=50)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_data(Path(tmp), student, n=200)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             ours = run_training(cfg, files, str(Path(tmp) / "run"))
             plan, _ = plan_data(cfg, files, student)

@@ -51,7 +51,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         if joining:
             ray.init(address=joining, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+            # "local": always a fresh instance, never a `ray start` cluster that happens to run here
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
         started = True
         log.info("ray: %s", "joined " + joining if joining else "started a local instance")
     try:

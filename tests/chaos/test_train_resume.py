@@ -29,7 +29,7 @@ LOSS_RTOL = 1e-4
 KILLED_RUN = """
 import json, sys, ray
 from factory.train import TrainConfig, run_training
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=sys.argv[4])
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=sys.argv[4])
 cfg = TrainConfig.model_validate_json(sys.argv[1])
 run_training(cfg, json.loads(sys.argv[2]), sys.argv[3], snapshot_version="snap-chaos")
 """
