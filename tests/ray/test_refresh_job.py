@@ -44,14 +44,13 @@ def ray_head(tmp_path_factory):
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    from ray.job_submission import JobSubmissionClient
-
     deadline = time.monotonic() + 300
     while True:
         try:  # Ray may move the dashboard off a busy port: take the address it prints
             address = re.search(r"RAY_API_SERVER_ADDRESS='(http://127\.0\.0\.1:\d+)'", log_path.read_text()).group(1)
-            JobSubmissionClient(address).list_jobs()
-            break
+            if _factory("jobs", "--address", address).returncode == 0:
+                break
+            raise ConnectionError(address)
         except Exception:
             if time.monotonic() > deadline or head.poll() is not None:
                 os.killpg(head.pid, signal.SIGKILL)
@@ -92,17 +91,20 @@ def _write_prompts(path: Path, problems: list[dict]) -> None:
                             for p in problems))
 
 
+def _factory(*args: str) -> subprocess.CompletedProcess:
+    """The `factory` CLI in a fresh process: it reads the cluster's auth token from the environment, as a
+    scheduler's submitter would (a process that already ran Ray keeps its first auth state)."""
+    return subprocess.run([sys.executable, "-m", "factory.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=1200)
+
+
 def _submit_and_wait(address: str, config: Path, slot: str) -> tuple[str, bool]:
-    from factory.config import load_config
-    from factory.launch import submit, wait
-
-    job_id, new = submit("refresh", load_config(config), str(config), slot, address=address)
-    status = wait(job_id, address, timeout_s=900)
-    if status != "SUCCEEDED":
-        from ray.job_submission import JobSubmissionClient
-
-        pytest.fail(f"{job_id}: {status}\n{JobSubmissionClient(address).get_job_logs(job_id)[-6000:]}")
-    return job_id, new
+    out = _factory("refresh", str(config), "--submit", "--slot", slot, "--address", address)
+    assert out.returncode == 0, out.stderr[-3000:]
+    submitted = json.loads(out.stdout.strip().splitlines()[-1])
+    waited = _factory("jobs", "--address", address, "--wait", submitted["submission_id"], "--timeout", "900")
+    assert waited.returncode == 0, waited.stdout[-2000:] + waited.stderr[-3000:]
+    return submitted["submission_id"], submitted["submitted"]
 
 
 def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, shared_data, tiny_models):
