@@ -63,7 +63,7 @@ class EngineConfig(Section):
     @classmethod
     def _remote_code_needs_revision(cls, value: bool, info: ValidationInfo) -> bool:
         if value and not info.data.get("revision"):
-            raise ValueError("trust_remote_code=True requires a pinned revision (set engine.revision)")
+            raise ValueError("trust_remote_code: true requires a pinned revision (set engine.revision)")
         return value
 
     @property

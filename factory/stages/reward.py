@@ -81,7 +81,7 @@ class RewardConfig(Section):
         if self.enabled and not self.model:
             raise ValueError("model must be set when reward scoring is enabled")
         if self.trust_remote_code and not self.revision:
-            raise ValueError("trust_remote_code=True requires revision (pin the code you run)")
+            raise ValueError("trust_remote_code: true requires revision (pin the code you run)")
         if self.max_tokens_per_batch < self.max_length:
             raise ValueError("max_tokens_per_batch must be >= max_length so every admissible row fits a micro-batch")
         return self

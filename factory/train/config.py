@@ -74,7 +74,7 @@ class TrainConfig(Section):
     @classmethod
     def _remote_code_needs_revision(cls, value: bool, info: ValidationInfo) -> bool:
         if value and not info.data.get("revision"):
-            raise ValueError("trust_remote_code=True requires a pinned revision (set train.revision)")
+            raise ValueError("trust_remote_code: true requires a pinned revision (set train.revision)")
         return value
 
     @field_validator("offload_params")
