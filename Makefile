@@ -38,12 +38,15 @@ demo: install
 	$(BIN)/factory run configs/demo.yaml
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+# Tests marked `isolated` start their own Ray head and run in a second pytest process.
 test: install sysdeps
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc; \
+	$(BIN)/pytest -m isolated $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no isolated tests collected" >&2; exit 1; fi; exit $$rc
 
 test-all: install sysdeps
-	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not gpu and not isolated" $(PYTEST_ARGS) && $(BIN)/pytest -m isolated $(PYTEST_ARGS)
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -107,6 +107,9 @@ def _submit_and_wait(address: str, config: Path, slot: str) -> tuple[str, bool]:
     return submitted["submission_id"], submitted["submitted"]
 
 
+# Run in its own pytest process (`make test` does): with the suite's session Ray instance alive in the same
+# process, the new head's job agent did not come up within the wait.
+@pytest.mark.isolated
 def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, shared_data, tiny_models):
     from factory import synthetic
     from factory.store import SnapshotStore
