@@ -39,12 +39,25 @@ def _print_summary(summary) -> None:
         print(f"  dropped {reason}: {n}")
     for name, result in summary.eval.items():
         if isinstance(result, dict) and "accuracy" in result:
-            print(f"  eval {name}: accuracy {result['accuracy']:.3f} on {result.get('problems')} problems")
+            print(f"  eval {name}: accuracy {result['accuracy']:.3f} on {result.get('problems')} problems"
+                  + _cost_line(result))
     print(f"  dataset:    {summary.dataset}")
     print(f"  manifest:   {summary.manifest}")
     print(f"  checkpoint: {summary.checkpoint}")
     print(f"  report:     {summary.report}")
     print(json.dumps(summary.headline()))
+
+
+def _cost_line(result: dict) -> str:
+    """", 812 tok/s, p50 0.41 s, peak RSS 2100 MiB" from an eval result (whatever was measured)."""
+    parts = []
+    if result.get("output_tokens_per_s") is not None:
+        parts.append(f"{result['output_tokens_per_s']:.0f} tok/s")
+    if result.get("latency_p50_s") is not None:
+        parts.append(f"p50 {result['latency_p50_s']:.2f} s")
+    if result.get("peak_rss_bytes") is not None:
+        parts.append(f"peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB")
+    return "".join(f", {p}" for p in parts)
 
 
 def cmd_validate(args) -> int:

@@ -7,6 +7,13 @@ correct. Samples whose verifier or engine failed are counted in ``errors`` and e
 (an infrastructure failure is never a wrong answer). ``ratio`` is student-after over teacher
 accuracy (the R1 distillation write-up claims ≥ 0.85). ``weights_bytes`` is the size of each
 model's weight files: the memory it needs before KV cache.
+
+Cost under the same engine (the write-up claims the student cuts latency and memory): per model,
+``output_tokens_per_s`` over the generation span (engine start-up excluded, reported as
+``engine_start_s``), per-request ``latency_p50_s``/``latency_p90_s`` with the same batch size and
+concurrency, ``token_latency_p50_s`` (latency per decode step: fair when answer lengths differ), and the largest generation actor's ``peak_rss_bytes`` (process tree high-water mark)
+and ``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_progress`.
+``student_vs_teacher`` divides the student's figure by the teacher's for each of them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,21 @@ from typing import Any
 from factory.config import FactoryConfig
 
 log = logging.getLogger("factory")
+
+# result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
+COST_FIELDS = {
+    "output_tokens_per_s": "engine_output_tokens_per_s",
+    "latency_p50_s": "latency_p50_s",
+    "latency_p90_s": "latency_p90_s",
+    "token_latency_p50_s": "token_latency_p50_s",
+    "peak_rss_bytes": "peak_rss_bytes_per_actor",
+    "peak_device_bytes": "peak_device_bytes_per_actor",
+    "engine_start_s": "engine_start_s",
+    "generation_s": "generation_s",
+    "actors": "actors",
+}
+COMPARED = ["accuracy", "output_tokens_per_s", "latency_p50_s", "token_latency_p50_s", "peak_rss_bytes",
+            "peak_device_bytes", "weights_bytes"]
 
 
 def _generation_for(cfg: FactoryConfig, model: str, student: bool):
@@ -69,16 +91,20 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
     import ray
 
     from factory.rows import collect
-    from factory.stages.generate import generate
+    from factory.stages.generate import generate, new_progress
     from factory.stages.verify import verify
 
     gen_cfg = _generation_for(cfg, model, student)
-    ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None)
+    progress = new_progress(prompts.num_rows)
+    ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None, progress=progress)
     table = collect(verify(ds, cfg.verify))
+    stats = ray.get(progress.stats.remote())
+    ray.kill(progress)
     result = score_table(table)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
     result.update(model=model, weights_bytes=weights_bytes(model), completion_tokens=tokens,
-                  mean_completion_tokens=tokens / table.num_rows if table.num_rows else None)
+                  mean_completion_tokens=tokens / table.num_rows if table.num_rows else None,
+                  **{key: stats.get(stat) for key, stat in COST_FIELDS.items()})
     log.info("eval %s (%s): %s", name, model, result)
     return result
 
@@ -99,7 +125,23 @@ def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any
     after = results.get("student_after", {}).get("accuracy")
     if teacher and after is not None:
         results["ratio"] = after / teacher
+    comparison = student_vs_teacher(results)
+    if comparison:
+        results["student_vs_teacher"] = comparison
     return results
+
+
+def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Student / teacher for each figure in COMPARED (None where either is missing or zero); the
+    student is the trained one when evaluated, else the untrained one (same architecture and cost)."""
+    student = "student_after" if "student_after" in results else "student_before"
+    if "teacher" not in results or student not in results:
+        return None
+    ratios: dict[str, Any] = {"student": student}
+    for field in COMPARED:
+        mine, theirs = results[student].get(field), results["teacher"].get(field)
+        ratios[field] = mine / theirs if mine is not None and theirs else None
+    return ratios
 
 
 def eval_command(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Inputs, all read from the snapshot directory:
   ``timings`` {stage: {"seconds": s, "rows_per_s": r}}, ``generation`` {name: number} (throughput etc.),
   ``dedup`` {name: number, ..., "cluster_sizes": {size: clusters}},
   ``decontam`` {benchmark: {"hits": n, ...}} (non-dict values are shown as overall figures),
-  ``eval`` {"teacher" | "student_before" | "student_after": {"accuracy": a, ...}, "ratio": r},
+  ``eval`` {"teacher" | "student_before" | "student_after": {"accuracy": a, ...}, "ratio": r,
+  "student_vs_teacher": {figure: ratio}},
   ``train`` {name: value}, ``lineage`` {...}, ``files`` [{"path": ...}],
   ``side_tables`` {"dropped": {"files": [{"path": ...}]}}.
 - ``run_summary.json`` (optional, written after the immutable manifest by training/evaluation): its
@@ -39,6 +40,12 @@ RUN_SUMMARY = "run_summary.json"
 REPORT = "report.html"
 ROW_COLUMNS = ["prompt_id", "reward", "completion_tokens", "pass_rate"]
 EVAL_MODELS = ["teacher", "student_before", "student_after"]
+COST_COLUMNS = {  # eval result key -> report column (factory.evaluate's cost figures)
+    "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50 (s)", "latency_p90_s": "latency p90 (s)",
+    "token_latency_p50_s": "latency/token p50 (s)",
+    "peak_rss_bytes": "peak RSS (MiB)", "peak_device_bytes": "peak GPU (MiB)", "weights_bytes": "weights (MiB)",
+    "engine_start_s": "engine start (s)", "generation_s": "generation (s)", "actors": "actors",
+}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -265,7 +272,7 @@ def _evaluation(results: dict | None) -> str:
     models = [m for m in EVAL_MODELS if isinstance((results or {}).get(m), dict)]
     if not models:
         return _not_run()
-    fields = sorted({f for m in models for f in results[m]})
+    fields = sorted({f for m in models for f in results[m]} - set(COST_COLUMNS))
     parts = []
     scored = [m for m in models if results[m].get("accuracy") is not None]
     if scored:
@@ -274,10 +281,23 @@ def _evaluation(results: dict | None) -> str:
     parts.append(_table(["model"] + fields, [[m] + [results[m].get(f) for f in fields] for m in models]))
     if results.get("ratio") is not None:
         parts.append(f"<p>student-after / teacher accuracy ratio: <b>{results['ratio']:.3f}</b></p>")
+    costs = [c for c in COST_COLUMNS if any(results[m].get(c) is not None for m in models)]
+    if costs:
+        parts.append("<h3>Generation cost under the same engine</h3>")
+        parts.append(_table(["model"] + [COST_COLUMNS[c] for c in costs],
+                            [[m] + [_scaled(c, results[m].get(c)) for c in costs] for m in models]))
+    comparison = results.get("student_vs_teacher") or {}
+    ratios = [[f, v] for f, v in comparison.items() if f != "student" and v is not None]
+    if ratios:
+        parts.append(f"<p>{_e(comparison.get('student'))} / teacher, per figure:</p>" + _table(["figure", "ratio"], ratios))
     missing = [m for m in EVAL_MODELS if m not in models]
     if missing:
         parts.append(_not_run(f"not run: {', '.join(missing)}"))
     return "\n".join(parts)
+
+
+def _scaled(column: str, value: Any) -> Any:
+    return value / 2**20 if column.endswith("_bytes") and value is not None else value
 
 
 def _key_values(mapping: dict | None) -> str:

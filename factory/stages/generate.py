@@ -150,15 +150,17 @@ def generate(
     *,
     checkpoint_dir: str | None,
     total_prompts: int | None = None,
+    progress=None,
 ) -> "ray.data.Dataset":
     """Lazily map a prompts dataset (PROMPT_SCHEMA) to samples (SAMPLE_SCHEMA), n rows per prompt.
 
     ``checkpoint_dir`` (with ``cfg.checkpoint.enabled``) turns on exactly-once resume and the stats
-    file read by :func:`read_generation_stats`; ``total_prompts`` (if known) enables the ETA."""
+    file read by :func:`read_generation_stats`; ``total_prompts`` (if known) enables the ETA.
+    ``progress``: a :func:`new_progress` actor to report to, for a caller that reads its
+    ``stats()`` once the dataset is consumed (eval); by default one is created per call."""
     import ray
 
     from factory.stages.generate_checkpoint import CheckpointStore
-    from factory.stages.generate_progress import GenerationProgress
     from factory.stages.generate_udf import TeacherGeneration
 
     config_hash = generation_config_hash(cfg)
@@ -166,10 +168,8 @@ def generate(
     if checkpoint_dir and cfg.checkpoint.enabled:
         store = CheckpointStore(checkpoint_dir, config_hash)
         log.info("generation checkpoint %s: %d prompts already done", store.root, len(store.index()))
-    stats_path = store.stats_path if store else None
-    progress = GenerationProgress.options(name=f"factory-gen-progress-{uuid.uuid4().hex[:8]}").remote(
-        total_prompts, stats_path
-    )
+    if progress is None:
+        progress = new_progress(total_prompts, store.stats_path if store else None)
     cluster_has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts / max_task_retries (nor, for TP
@@ -184,6 +184,15 @@ def generate(
             runtime_env={"env_vars": dict(cfg.engine.env)} if cfg.engine.env else None,
             **map_batches_resources(cfg, cluster_has_gpus),
         )
+
+
+def new_progress(total_prompts: int | None = None, stats_path: str | None = None):
+    """A progress actor (see :mod:`factory.stages.generate_progress`) for one ``generate`` call."""
+    from factory.stages.generate_progress import GenerationProgress
+
+    return GenerationProgress.options(name=f"factory-gen-progress-{uuid.uuid4().hex[:8]}").remote(
+        total_prompts, stats_path
+    )
 
 
 def read_generation_stats(checkpoint_dir: str, cfg: GenerationConfig) -> dict | None:

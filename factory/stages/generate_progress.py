@@ -5,6 +5,14 @@ One small Ray actor per ``generate`` call receives a report per finished batch, 
 keeps a stats file (atomically replaced) that :func:`factory.stages.generate.read_generation_stats`
 reads for the manifest. Rates count only newly generated samples (resumed ones are free); the
 clock starts when the actor does (engine start-up is included, as a user waits for it too).
+
+The engine-side figures compare models under one engine (``factory eval``): ``generation_s`` spans
+the first generating batch's start to the last one's end over all actors (engine start-up excluded,
+reported apart as ``engine_start_s``), ``engine_output_tokens_per_s`` divides the output tokens by
+it, ``latency_*_s`` are per-request (one prompt's n samples) latencies, ``token_latency_p50_s`` the
+median request latency per decode step (models whose answers differ in length compare by it), and
+``peak_*_bytes`` are
+per-actor peaks (:mod:`factory.stages.generate_metrics`): the largest actor's, and the sum over actors.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+
+from factory.stages.generate_metrics import LatencySample
 
 log = logging.getLogger("factory.generate")
 
@@ -29,15 +39,58 @@ class ProgressState:
         self.output_tokens = 0
         self.prompt_tokens = 0
         self.statuses: Counter[str] = Counter()
+        self.latencies = LatencySample()
+        self.token_latencies = LatencySample()
+        self.first_start: float | None = None
+        self.last_finish: float | None = None
+        self.engine_start_s: dict[str, float] = {}
+        self.peak_rss: dict[str, int] = {}
+        self.peak_device: dict[str, int] = {}
 
     def add(self, report: dict) -> None:
-        """Add one batch report (keys: prompts, resumed, samples, output_tokens, prompt_tokens, statuses)."""
+        """Add one batch report (keys: prompts, resumed, samples, output_tokens, prompt_tokens,
+        statuses; and from actors that generated: actor, started_at, finished_at (epoch seconds),
+        latencies_s, token_latencies_s, engine_start_s, peak_rss_bytes, device_bytes)."""
         self.prompts_done += report["prompts"]
         self.prompts_resumed += report["resumed"]
         self.samples += report["samples"]
         self.output_tokens += report["output_tokens"]
         self.prompt_tokens += report["prompt_tokens"]
         self.statuses.update(report["statuses"])
+        self.latencies.extend(report.get("latencies_s") or [])
+        self.token_latencies.extend(report.get("token_latencies_s") or [])
+        if report.get("started_at") is not None:
+            start, finish = report["started_at"], report["finished_at"]
+            self.first_start = start if self.first_start is None else min(self.first_start, start)
+            self.last_finish = finish if self.last_finish is None else max(self.last_finish, finish)
+        actor = report.get("actor")
+        if actor is None:
+            return
+        if report.get("engine_start_s") is not None:
+            self.engine_start_s[actor] = report["engine_start_s"]
+        for peaks, key in ((self.peak_rss, "peak_rss_bytes"), (self.peak_device, "device_bytes")):
+            if report.get(key) is not None:
+                peaks[actor] = max(peaks.get(actor, 0), report[key])
+
+    def engine_stats(self) -> dict:
+        """The engine-side figures (see the module docstring); None where nothing was measured."""
+        span = None if self.first_start is None else max(self.last_finish - self.first_start, 1e-9)
+        p50, p90 = self.latencies.percentile(50), self.latencies.percentile(90)
+        return {
+            "generation_s": None if span is None else round(span, 3),
+            "engine_output_tokens_per_s": None if span is None else round(self.output_tokens / span, 3),
+            "engine_samples_per_s": None if span is None else round(self.samples / span, 3),
+            "latency_mean_s": _round(self.latencies.mean()),
+            "latency_p50_s": _round(p50),
+            "latency_p90_s": _round(p90),
+            "token_latency_p50_s": _round(self.token_latencies.percentile(50)),
+            "engine_start_s": _round(max(self.engine_start_s.values(), default=None)),
+            "actors": len(self.peak_rss) or None,
+            "peak_rss_bytes_per_actor": max(self.peak_rss.values(), default=None),
+            "peak_rss_bytes": sum(self.peak_rss.values()) if self.peak_rss else None,
+            "peak_device_bytes_per_actor": max(self.peak_device.values(), default=None),
+            "peak_device_bytes": sum(self.peak_device.values()) if self.peak_device else None,
+        }
 
     def stats(self) -> dict:
         """Snapshot for logs and the manifest."""
@@ -58,6 +111,7 @@ class ProgressState:
             "samples_per_s": round(self.samples / elapsed, 3),
             "output_tokens_per_s": round(self.output_tokens / elapsed, 3),
             "eta_s": None if eta is None else round(eta, 1),
+            **self.engine_stats(),
         }
 
     def line(self) -> str:
@@ -69,6 +123,10 @@ class ProgressState:
             f"generation: {s['prompts_done']}/{total} prompts ({s['prompts_resumed']} resumed), "
             f"{s['samples_per_s']:.2f} samples/s, {s['output_tokens_per_s']:.1f} output tok/s, ETA {eta}"
         )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _progress_actor_class():

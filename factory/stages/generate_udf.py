@@ -15,6 +15,8 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import time
 import uuid
 
 import pyarrow as pa
@@ -72,6 +74,7 @@ class TeacherGeneration:
     """Callable class for ``map_batches(batch_format="pyarrow")``; one engine per instance."""
 
     def __init__(self, cfg: GenerationConfig, checkpoint=None, progress=None):
+        started = time.perf_counter()
         from transformers import AutoTokenizer
 
         from factory.engines import open_engine
@@ -88,17 +91,21 @@ class TeacherGeneration:
             model_dir, revision=revision, trust_remote_code=cfg.engine.trust_remote_code
         )
         self._engine = open_engine(cfg.engine, model_dir)
+        self._engine_start_s: float | None = time.perf_counter() - started  # reported with the first batch
+        self._actor = f"{socket.gethostname()}:{os.getpid()}"
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         prompts = schema.conform(batch, schema.PROMPT_SCHEMA).to_pylist()
         keys = [gen_key(self._config_hash, p["prompt"]) for p in prompts]
         todo = [i for i, p in enumerate(prompts) if not self._is_done(p["prompt_id"], keys[i])]
         texts = {i: self._render(prompts[i]) for i in todo}
+        started_at = time.time()
         try:
             results = await asyncio.gather(*(self._run(prompts[i], keys[i], texts[i]) for i in todo))
         except EngineDead as exc:
             log.error("engine dead, exiting actor so Ray replaces it: %s", exc)
             _exit_process()
+        timing = _timing(started_at, results) if todo else {}
         new_rows = {i: self._rows(prompts[i], keys[i], texts[i], res) for i, res in zip(todo, results)}
         fresh = pa.Table.from_pylist([r for i in todo for r in new_rows[i]], schema=SAMPLE_SCHEMA)
         if self._checkpoint is not None and fresh.num_rows:
@@ -110,7 +117,7 @@ class TeacherGeneration:
             for i in range(len(prompts))
         ]
         out = pa.concat_tables(parts) if parts else SAMPLE_SCHEMA.empty_table()
-        self._report(len(prompts), len(prompts) - len(todo), fresh)
+        self._report(len(prompts), len(prompts) - len(todo), fresh, timing)
         return out
 
     def _resumed(self, prompt: dict) -> pa.Table:
@@ -129,12 +136,13 @@ class TeacherGeneration:
     def _render(self, prompt: dict) -> str:
         return render_prompt(self._tokenizer, prompt["prompt"], prompt["task"], self._cfg.prompting)
 
-    async def _run(self, prompt: dict, key: str, text: str) -> tuple[int, PromptResult]:
+    async def _run(self, prompt: dict, key: str, text: str) -> tuple[int, PromptResult, float | None]:
+        """(prompt tokens, result, seconds the engine took for the request; None if not sent)."""
         token_ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         limit = self._engine.max_model_len
         if limit is not None and len(token_ids) >= limit:
             error = f"prompt has {len(token_ids)} tokens, max_model_len is {limit}"
-            return len(token_ids), PromptResult(key, STATUS_PROMPT_TOO_LONG, error=error)
+            return len(token_ids), PromptResult(key, STATUS_PROMPT_TOO_LONG, error=error), None
         sampling = self._cfg.sampling
         spec = SamplingSpec(
             n=sampling.n,
@@ -144,10 +152,12 @@ class TeacherGeneration:
             seed=prompt_seed(sampling.seed, f"{prompt['prompt_id']}:{key}"),
         )
         request_id = f"{prompt['prompt_id']}:{key[:12]}:{uuid.uuid4().hex[:8]}"
-        return len(token_ids), await self._engine.generate(PromptRequest(request_id, token_ids, spec))
+        sent = time.perf_counter()
+        result = await self._engine.generate(PromptRequest(request_id, token_ids, spec))
+        return len(token_ids), result, time.perf_counter() - sent
 
-    def _rows(self, prompt: dict, key: str, text: str, outcome: tuple[int, PromptResult]) -> list[dict]:
-        prompt_tokens, result = outcome
+    def _rows(self, prompt: dict, key: str, text: str, outcome: tuple[int, PromptResult, float | None]) -> list[dict]:
+        prompt_tokens, result, _ = outcome
         n = self._cfg.sampling.n
         base_seed = prompt_seed(self._cfg.sampling.seed, f"{prompt['prompt_id']}:{key}")
         samples = result.samples if result.status == STATUS_OK else [None] * n
@@ -189,9 +199,11 @@ class TeacherGeneration:
             )
         return fields
 
-    def _report(self, prompts: int, resumed: int, fresh: pa.Table) -> None:
+    def _report(self, prompts: int, resumed: int, fresh: pa.Table, timing: dict) -> None:
         if self._progress is None:
             return
+        from factory.stages.generate_metrics import device_bytes, peak_rss_bytes
+
         ok = fresh.filter(pc.equal(fresh["gen_status"], STATUS_OK)) if fresh.num_rows else fresh
         statuses: dict[str, int] = {}
         for status in fresh["gen_status"].to_pylist():
@@ -204,8 +216,27 @@ class TeacherGeneration:
                 "output_tokens": int(pc.sum(ok["completion_tokens"]).as_py() or 0) if ok.num_rows else 0,
                 "prompt_tokens": int(pc.sum(fresh["prompt_tokens"]).as_py() or 0) if fresh.num_rows else 0,
                 "statuses": statuses,
+                "actor": self._actor,
+                "engine_start_s": self._engine_start_s,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "device_bytes": device_bytes(),
+                **timing,
             }
         )
+        self._engine_start_s = None
+
+
+def _timing(started_at: float, results: list[tuple[int, PromptResult, float | None]]) -> dict:
+    """A batch's span and its requests' latencies, whole and per decode step (latency over the
+    longest sample's tokens: n samples decode in parallel), for the progress report."""
+    sent = [(result, latency) for _, result, latency in results if latency is not None]
+    steps = [(latency, max((s.completion_tokens for s in result.samples), default=0)) for result, latency in sent]
+    return {
+        "started_at": started_at,
+        "finished_at": time.time(),
+        "latencies_s": [latency for _, latency in sent],
+        "token_latencies_s": [latency / tokens for latency, tokens in steps if tokens],
+    }
 
 
 def _exit_process() -> None:

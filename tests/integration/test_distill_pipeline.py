@@ -97,3 +97,15 @@ def test_distillation_improves_the_student(run):
 def test_report_is_written_next_to_the_manifest(run):
     summary, _ = run
     assert (Path(summary["manifest"]).parent / "report.html").stat().st_size > 10_000
+
+
+def test_eval_measures_each_models_generation_cost_under_vllm(run):
+    summary, _ = run
+    results = json.loads((Path(summary["manifest"]).parent / "run_summary.json").read_text())["eval"]
+    for name in ("teacher", "student_before", "student_after"):
+        result = results[name]
+        assert result["output_tokens_per_s"] > 0 and 0 < result["latency_p50_s"] <= result["latency_p90_s"]
+        assert result["peak_rss_bytes"] > 300 * 2**20  # the actor and vLLM's engine-core process
+    ratios = results["student_vs_teacher"]
+    assert ratios["student"] == "student_after" and 0 < ratios["weights_bytes"] < 1
+    assert ratios["accuracy"] == results["ratio"]

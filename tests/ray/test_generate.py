@@ -111,6 +111,13 @@ def test_stats_for_manifest(vllm_run):
     stats = read_generation_stats(vllm_run["checkpoint_dir"], vllm_run["cfg"])
     assert stats["prompts_done"] == 7 and stats["status_counts"] == {"ok": 6 * N, "prompt_too_long": N}
     assert stats["samples_per_s"] > 0 and stats["output_tokens_per_s"] > 0
+    # engine-side cost (factory eval compares models by these): start-up apart from the generation span
+    assert stats["engine_output_tokens_per_s"] >= stats["output_tokens_per_s"]
+    assert 0 < stats["generation_s"] <= stats["elapsed_s"] and stats["engine_start_s"] > 0
+    assert 0 < stats["latency_p50_s"] <= stats["latency_p90_s"] <= stats["generation_s"]
+    assert 0 < stats["token_latency_p50_s"] < stats["latency_p50_s"]
+    assert stats["actors"] == 1 and stats["peak_rss_bytes"] > 300 * 2**20  # actor + vLLM engine-core process
+    assert stats["peak_device_bytes"] is None  # no GPU
 
 
 def test_rerun_serves_every_prompt_from_checkpoint(vllm_run, ray_local, tiny_models):

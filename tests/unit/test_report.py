@@ -73,11 +73,25 @@ def full_report(tmp_path_factory) -> str:
     snap = _snapshot(tmp_path_factory.mktemp("full") / "v000001", _manifest())
     (snap / "run_summary.json").write_text(json.dumps({
         "timings": {"train": {"seconds": 95.0, "rows_per_s": 0.84}},
-        "eval": {"teacher": {"accuracy": 0.8, "problems": 20}, "student_before": {"accuracy": 0.1, "problems": 20},
-                 "student_after": {"accuracy": 0.7, "problems": 20}, "ratio": 0.875},
+        "eval": {"teacher": {"accuracy": 0.8, "problems": 20, "output_tokens_per_s": 250.0,
+                             "peak_rss_bytes": 3 * 2**30, "latency_p50_s": 1.5},
+                 "student_before": {"accuracy": 0.1, "problems": 20},
+                 "student_after": {"accuracy": 0.7, "problems": 20, "output_tokens_per_s": 625.0,
+                                   "peak_rss_bytes": 2**30, "latency_p50_s": 0.6},
+                 "ratio": 0.875,
+                 "student_vs_teacher": {"student": "student_after", "accuracy": 0.875, "output_tokens_per_s": 2.5,
+                                        "peak_rss_bytes": 0.3333, "latency_p50_s": 0.4}},
         "train": {"steps": 40, "final_loss": 0.93},
     }))
     return build_report(str(snap))
+
+
+def test_report_shows_generation_cost_per_model_and_ratios(full_report):
+    text = open(full_report).read()
+    cost = text.split("<h3>Generation cost under the same engine</h3>")[1]
+    assert "peak RSS (MiB)" in cost and ">3072<" in cost and ">1024<" in cost  # bytes shown in MiB
+    assert "output tok/s" in cost and ">625<" in cost
+    assert "student_after / teacher" in cost and ">2.5<" in cost and ">0.4<" in cost
 
 
 def test_report_is_written_beside_the_manifest(full_report):

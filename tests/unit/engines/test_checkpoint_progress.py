@@ -57,3 +57,31 @@ def test_progress_rates_and_eta():
     assert (stats["samples_per_s"], stats["output_tokens_per_s"]) == (2.0, 100.0)
     assert stats["eta_s"] == 12.0  # 6 prompts left at 2 generated prompts per 4 s
     assert "4/10 prompts" in state.line()
+
+
+def _batch(actor, start, finish, latencies, rss, engine_start=None):
+    return dict(prompts=2, resumed=0, samples=4, output_tokens=100, prompt_tokens=20, statuses={"ok": 4},
+                actor=actor, started_at=start, finished_at=finish, latencies_s=latencies,
+                token_latencies_s=[v / 100 for v in latencies], peak_rss_bytes=rss,
+                device_bytes=None, engine_start_s=engine_start)
+
+
+def test_engine_stats_span_actors_and_keep_per_actor_peaks():
+    state = ProgressState(total_prompts=6)
+    state.add(_batch("a", 100.0, 104.0, [1.0, 2.0], rss=500, engine_start=30.0))
+    state.add(_batch("b", 101.0, 110.0, [3.0, 4.0], rss=700, engine_start=35.0))
+    state.add(_batch("a", 104.0, 105.0, [5.0, 6.0], rss=600))  # a's peak grew; its start-up was reported once
+    state.add(dict(prompts=2, resumed=2, samples=0, output_tokens=0, prompt_tokens=0, statuses={}))  # resumed only
+    stats = state.stats()
+    assert stats["generation_s"] == 10.0 and stats["engine_output_tokens_per_s"] == 30.0
+    assert (stats["latency_p50_s"], stats["latency_p90_s"], stats["latency_mean_s"]) == (3.0, 6.0, 3.5)
+    assert stats["token_latency_p50_s"] == 0.03
+    assert (stats["peak_rss_bytes_per_actor"], stats["peak_rss_bytes"], stats["actors"]) == (700, 1300, 2)
+    assert stats["engine_start_s"] == 35.0 and stats["peak_device_bytes"] is None
+
+
+def test_engine_stats_are_none_when_nothing_was_generated():
+    state = ProgressState(total_prompts=2)
+    state.add(dict(prompts=2, resumed=2, samples=0, output_tokens=0, prompt_tokens=0, statuses={}))
+    stats = state.stats()
+    assert stats["generation_s"] is None and stats["latency_p50_s"] is None and stats["peak_rss_bytes"] is None
