@@ -52,20 +52,28 @@ _STREAM_TAIL = 4000
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits of one sandboxed run."""
+    """Resource limits of one sandboxed run; also the ``verify.code_limits`` config section (pydantic
+    validates this plain dataclass: unknown keys are errors, every limit must be > 0)."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # a plain dict: this module imports the stdlib only
 
     timeout_s: float = 10.0
-    """Wall-clock limit; the process group is killed after it."""
+    """Wall-clock limit; the process group is killed after it, so infinite loops and sleeps end."""
     cpu_s: int = 10
-    """CPU-seconds limit (RLIMIT_CPU); SIGXCPU ends the run as ``timeout``."""
+    """CPU-seconds limit (RLIMIT_CPU); SIGXCPU ends the run as ``timeout``, even on a slow machine."""
     memory_mb: int = 512
-    """Address-space limit per process (RLIMIT_AS); allocating past it is ``memory``."""
+    """Address-space limit per process (RLIMIT_AS); allocating past it is ``memory``, not swapping the node."""
     max_processes: int = 32
     """Processes+threads of the sandbox uid (RLIMIT_NPROC); stops fork bombs."""
     max_file_mb: int = 16
-    """Largest file the program may write, stdout/stderr included (RLIMIT_FSIZE)."""
+    """Largest file the program may write, stdout/stderr included (RLIMIT_FSIZE): bounds output floods."""
     scratch_mb: int = 64
-    """Size of the bwrap tmpfs scratch directory."""
+    """Size of the bwrap tmpfs scratch directory, the only writable place in the sandbox."""
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "cpu_s", "memory_mb", "max_processes", "max_file_mb", "scratch_mb"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
 
 
 @dataclass(frozen=True)

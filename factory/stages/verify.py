@@ -28,6 +28,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import field_validator
 
+from factory.rewards.sandbox import SandboxLimits
 from factory.sections import Section
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,8 @@ class VerifyConfig(Section):
 
     math_timeout_s: float = 5.0
     """Per-sample limit for math-verify; sympy can hang on adversarial expressions (e.g. towers of powers)."""
-    code_timeout_s: float = 10.0
-    """Wall-clock limit of one sandboxed test run; infinite loops and sleeps end here."""
-    code_cpu_s: int = 10
-    """CPU-seconds limit of a test run (RLIMIT_CPU), so busy loops stop even on a slow machine."""
-    code_memory_mb: int = 512
-    """Address-space limit per sandboxed process; big allocations fail instead of swapping the node."""
-    code_max_processes: int = 32
-    """Process/thread limit of the sandbox uid; contains fork bombs."""
-    code_max_file_mb: int = 16
-    """Largest file (stdout/stderr included) a program may write; bounds output floods and disk use."""
-    code_scratch_mb: int = 64
-    """Size of the bwrap tmpfs scratch directory, the only writable place in the sandbox."""
+    code_limits: SandboxLimits = SandboxLimits()
+    """Limits of one sandboxed test run (wall clock, CPU, memory, processes, file size, scratch)."""
     sandbox: Literal["auto", "bwrap", "unshare"] = "auto"
     """Isolation tool; auto prefers bwrap, falls back to unshare; none working makes every code verdict error."""
     sandbox_python: str | None = None
@@ -73,29 +64,19 @@ class VerifyConfig(Section):
     think_prefilled: bool = True
     """Completions start after a forced "<think>\\n"; the format check then reads the tag as present."""
 
-    @field_validator("math_timeout_s", "code_timeout_s", "num_cpus_per_task")
+    @field_validator("math_timeout_s", "num_cpus_per_task")
     @classmethod
     def _positive_float(cls, value: float, info) -> float:
         if value <= 0:
             raise ValueError(f"{info.field_name} must be > 0")
         return value
 
-    @field_validator("code_cpu_s", "code_memory_mb", "code_max_processes", "code_max_file_mb",
-                     "code_scratch_mb", "max_parallel_sandboxes", "batch_size", "sandbox_uid_base")
+    @field_validator("max_parallel_sandboxes", "batch_size", "sandbox_uid_base")
     @classmethod
     def _positive_int(cls, value: int, info) -> int:
         if value <= 0:
             raise ValueError(f"{info.field_name} must be > 0")
         return value
-
-
-def sandbox_limits(cfg: VerifyConfig):
-    """The ``SandboxLimits`` a config asks for."""
-    from factory.rewards.sandbox import SandboxLimits
-
-    return SandboxLimits(timeout_s=cfg.code_timeout_s, cpu_s=cfg.code_cpu_s, memory_mb=cfg.code_memory_mb,
-                         max_processes=cfg.code_max_processes, max_file_mb=cfg.code_max_file_mb,
-                         scratch_mb=cfg.code_scratch_mb)
 
 
 class Verify:
@@ -163,7 +144,7 @@ class Verify:
             return []
         from factory.rewards import verify_code
 
-        cfg, limits = self.cfg, sandbox_limits(self.cfg)
+        cfg, limits = self.cfg, self.cfg.code_limits
         # distinct uid ranges for concurrent worker processes on one node (pids are unique per node)
         uid_base = cfg.sandbox_uid_base + (os.getpid() % _UIDS_PER_PROCESS_SLOT) * cfg.max_parallel_sandboxes
         free_slots: queue.Queue = queue.Queue()

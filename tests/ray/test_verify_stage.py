@@ -3,6 +3,7 @@
 import pyarrow as pa
 
 from factory.schema import SAMPLE_SCHEMA, conform
+from factory.rewards.sandbox import SandboxLimits
 from factory.stages.verify import VerifyConfig, verify
 
 CHECK = "def check(fn):\n    assert fn(2) == 4"
@@ -34,7 +35,7 @@ def _sample_table():
 
 def test_verify_stage_scores_each_row_by_its_task(ray_local):
     ds = ray_local.data.from_arrow(_sample_table())
-    out = verify(ds, VerifyConfig(batch_size=4, code_timeout_s=5)).to_arrow_refs()
+    out = verify(ds, VerifyConfig(batch_size=4, code_limits=SandboxLimits(timeout_s=5))).to_arrow_refs()
     table = pa.concat_tables(ray_local.get(out)).sort_by("source_row")
     assert table.num_rows == len(ROWS)
     got = list(zip(table["verdict"].to_pylist(), table["format_ok"].to_pylist()))

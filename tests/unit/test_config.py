@@ -44,6 +44,9 @@ def _demo() -> dict:
         ("generation.engine.colour=blue", "generation.engine.colour"),
         ("store.rows_per_file=0", "store.rows_per_file"),
         ("prompts.on_bad_row=ignore", "prompts.on_bad_row"),
+        ("verify.code_limits.memry_mb=64", "verify.code_limits.memry_mb"),
+        ("verify.code_limits.cpu_s='3'", "verify.code_limits.cpu_s"),
+        ("verify.code_limits.memory_mb=0", "memory_mb must be > 0"),
     ],
 )
 def test_bad_value_fails_naming_the_field(override, field):
