@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import synthetic, tiny
+from factory import synthetic, tiny, tiny_training
 
 MINI = dataclasses.replace(
     tiny.SPEC,
@@ -160,9 +160,9 @@ def test_reward_model_gives_one_finite_score_per_chat(tiny_models):
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_models.reward)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models.reward)
-    good, bad = tiny.reward_pairs(tokenizer, ["What is 1+2+3?", "What is 9-4+7+1?"], seed=0)
+    good, bad = tiny_training.reward_pairs(tokenizer, ["What is 1+2+3?", "What is 9-4+7+1?"], seed=0)
     with torch.no_grad():
-        scores = tiny.reward_scores(model, tokenizer, good + bad)
+        scores = tiny_training.reward_scores(model, tokenizer, good + bad)
     assert scores.shape == (4,) and torch.isfinite(scores).all()
 
 
@@ -182,7 +182,7 @@ def test_teacher_loaded_from_disk_solves_heldout_problems(tiny_models):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models.teacher)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models.teacher)
-    assert tiny.accuracy(model, tokenizer, synthetic.make_problems(20, seed=0, split="heldout"), max_new_tokens=64) >= 0.8
+    assert tiny_training.accuracy(model, tokenizer, synthetic.make_problems(20, seed=0, split="heldout"), max_new_tokens=64) >= 0.8
 
 
 @pytest.mark.slow
@@ -205,9 +205,9 @@ def test_student_learns_the_task_from_1000_teacher_samples(tiny_models):
     teacher = AutoModelForCausalLM.from_pretrained(tiny_models.teacher)
     problems = synthetic.make_problems(1000, seed=7)
     users = [synthetic.user_message(problem["prompt"]) for problem in problems]
-    completions = tiny.generate(teacher, tokenizer, users, max_new_tokens=64, temperature=0.6, seed=7)
+    completions = tiny_training.generate(teacher, tokenizer, users, max_new_tokens=64, temperature=0.6, seed=7)
     kept = [(u, c) for u, c, p in zip(users, completions, problems, strict=True) if synthetic.is_correct(c, p["reference"])]
     student = AutoModelForCausalLM.from_pretrained(tiny_models.student)
-    tiny.train_sft(student, tiny.sft_examples(tokenizer, kept), steps=800, batch_size=32, learning_rate=3e-3, warmup=20, seed=0)
+    tiny_training.train_sft(student, tiny_training.sft_examples(tokenizer, kept), steps=800, batch_size=32, learning_rate=3e-3, warmup=20, seed=0)
     heldout = synthetic.make_problems(200, seed=0, split="heldout")
-    assert tiny.accuracy(student, tokenizer, heldout, max_new_tokens=64) >= 0.85 * tiny_models.info["teacher"]["greedy_accuracy"]
+    assert tiny_training.accuracy(student, tokenizer, heldout, max_new_tokens=64) >= 0.85 * tiny_models.info["teacher"]["greedy_accuracy"]
