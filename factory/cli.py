@@ -39,13 +39,22 @@ def _print_summary(summary) -> None:
         print(f"  dropped {reason}: {n}")
     for name, result in summary.eval.items():
         if isinstance(result, dict) and "accuracy" in result:
-            print(f"  eval {name}: accuracy {result['accuracy']:.3f} on {result.get('problems')} problems"
-                  + _cost_line(result))
+            print(f"  eval {name}: {_accuracy_line(result)}{_cost_line(result)}")
+            sources = result.get("by_source") or {}
+            for source, scores in sources.items() if len(sources) > 1 else ():
+                print(f"    {source}: {_accuracy_line(scores)}")
     print(f"  dataset:    {summary.dataset}")
     print(f"  manifest:   {summary.manifest}")
     print(f"  checkpoint: {summary.checkpoint}")
     print(f"  report:     {summary.report}")
     print(json.dumps(summary.headline()))
+
+
+def _accuracy_line(scores: dict) -> str:
+    """"accuracy 0.925 on 200 problems" (n/a when every sample was an error)."""
+    accuracy = "n/a" if scores["accuracy"] is None else f"{scores['accuracy']:.3f}"
+    errors = f" ({scores['errors']} errors)" if scores.get("errors") else ""
+    return f"accuracy {accuracy} on {scores.get('problems')} problems{errors}"
 
 
 def _cost_line(result: dict) -> str:

@@ -4,7 +4,8 @@ Contract: every model is evaluated by the same engine backend, prompts, promptin
 the numbers compare. ``accuracy`` is pass@1 over all samples (greedy when ``samples == 1``);
 with ``samples = k > 1`` ``maj_at_k`` is the share of problems whose most frequent final answer is
 correct. Samples whose verifier or engine failed are counted in ``errors`` and excluded from both
-(an infrastructure failure is never a wrong answer). ``ratio`` is student-after over teacher
+(an infrastructure failure is never a wrong answer). Each figure is given over all problems and per
+held-out set (``by_source``). ``ratio`` is student-after over teacher
 accuracy (the R1 distillation write-up claims ≥ 0.85). ``weights_bytes`` is the size of each
 model's weight files: the memory it needs before KV cache.
 
@@ -65,8 +66,16 @@ def weights_bytes(model: str) -> int | None:
 
 
 def score_table(table) -> dict[str, Any]:
-    """Accuracy figures from verified eval rows (see module docstring)."""
-    rows = table.select(["prompt_id", "answer", "verdict", "gen_status"]).to_pylist()
+    """Accuracy figures from verified eval rows (see module docstring), overall and, under
+    ``by_source``, per held-out set (GSM8K and HumanEval scores mean nothing pooled)."""
+    rows = table.select(["prompt_id", "source", "answer", "verdict", "gen_status"]).to_pylist()
+    per_source: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        per_source[r["source"]].append(r)
+    return {**_scores(rows), "by_source": {source: _scores(part) for source, part in sorted(per_source.items())}}
+
+
+def _scores(rows: list[dict]) -> dict[str, Any]:
     errors = sum(1 for r in rows if r["gen_status"] != "ok" or r["verdict"] in (None, "error", "timeout"))
     judged = [r for r in rows if r["gen_status"] == "ok" and r["verdict"] not in (None, "error", "timeout")]
     by_prompt: dict[str, list[dict]] = defaultdict(list)
@@ -139,9 +148,17 @@ def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:
         return None
     ratios: dict[str, Any] = {"student": student}
     for field in COMPARED:
-        mine, theirs = results[student].get(field), results["teacher"].get(field)
-        ratios[field] = mine / theirs if mine is not None and theirs else None
+        ratios[field] = _ratio(results[student].get(field), results["teacher"].get(field))
+    teacher_sources = results["teacher"].get("by_source") or {}
+    ratios["accuracy_by_source"] = {
+        source: _ratio(scores.get("accuracy"), teacher_sources.get(source, {}).get("accuracy"))
+        for source, scores in (results[student].get("by_source") or {}).items()
+    }
     return ratios
+
+
+def _ratio(mine: float | None, theirs: float | None) -> float | None:
+    return mine / theirs if mine is not None and theirs else None
 
 
 def eval_command(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:

@@ -212,6 +212,7 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
     refresh``) reuses the latest snapshot's samples for unchanged prompts."""
     from factory.evaluate import evaluate_models
     from factory.store import SnapshotStore
+    from factory.store.layout import write_atomic
 
     start = time.perf_counter()
     stages = StageLog()
@@ -242,7 +243,7 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
         "train": _train_summary(train_result),
         "checkpoint": checkpoint,
     }
-    summary_path.write_text(json.dumps(run_summary, indent=2, default=str))
+    write_atomic(str(summary_path), json.dumps(run_summary, indent=2, default=str).encode())  # never half a file
     report = _report(snapshot.path)
     return RunSummary(
         dataset=str(snapshot.path), snapshot_version=snapshot.version, manifest=str(Path(snapshot.path) / "_manifest.json"),

@@ -272,7 +272,7 @@ def _evaluation(results: dict | None) -> str:
     models = [m for m in EVAL_MODELS if isinstance((results or {}).get(m), dict)]
     if not models:
         return _not_run()
-    fields = sorted({f for m in models for f in results[m]} - set(COST_COLUMNS))
+    fields = sorted({f for m in models for f in results[m]} - set(COST_COLUMNS) - {"by_source"})
     parts = []
     scored = [m for m in models if results[m].get("accuracy") is not None]
     if scored:
@@ -281,13 +281,20 @@ def _evaluation(results: dict | None) -> str:
     parts.append(_table(["model"] + fields, [[m] + [results[m].get(f) for f in fields] for m in models]))
     if results.get("ratio") is not None:
         parts.append(f"<p>student-after / teacher accuracy ratio: <b>{results['ratio']:.3f}</b></p>")
+    per_source = [[m, source, scores.get("accuracy"), scores.get("maj_at_k"), scores.get("problems"), scores.get("errors")]
+                  for m in models for source, scores in (results[m].get("by_source") or {}).items()]
+    if per_source:
+        parts.append("<h3>Per held-out set</h3>"
+                     + _table(["model", "held-out set", "accuracy", "maj_at_k", "problems", "errors"], per_source))
     costs = [c for c in COST_COLUMNS if any(results[m].get(c) is not None for m in models)]
     if costs:
         parts.append("<h3>Generation cost under the same engine</h3>")
         parts.append(_table(["model"] + [COST_COLUMNS[c] for c in costs],
                             [[m] + [_scaled(c, results[m].get(c)) for c in costs] for m in models]))
     comparison = results.get("student_vs_teacher") or {}
-    ratios = [[f, v] for f, v in comparison.items() if f != "student" and v is not None]
+    ratios = [[f, v] for f, v in comparison.items() if f not in ("student", "accuracy_by_source") and v is not None]
+    ratios += [[f"accuracy on {source}", v] for source, v in (comparison.get("accuracy_by_source") or {}).items()
+               if v is not None]
     if ratios:
         parts.append(f"<p>{_e(comparison.get('student'))} / teacher, per figure:</p>" + _table(["figure", "ratio"], ratios))
     missing = [m for m in EVAL_MODELS if m not in models]

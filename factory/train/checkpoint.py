@@ -34,9 +34,9 @@ def checkpoint_name(step: int) -> str:
 
 def write_json_atomic(path: Path, data) -> None:
     """Write ``data`` as JSON to ``path`` via a temp file and rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    from factory.store.layout import write_atomic
+
+    write_atomic(str(path), json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def latest_checkpoint(out_dir: str) -> Path | None:

@@ -109,3 +109,4 @@ def test_eval_measures_each_models_generation_cost_under_vllm(run):
     ratios = results["student_vs_teacher"]
     assert ratios["student"] == "student_after" and 0 < ratios["weights_bytes"] < 1
     assert ratios["accuracy"] == results["ratio"]
+    assert ratios["accuracy_by_source"] == {"synthetic-heldout": results["ratio"]}

@@ -77,10 +77,13 @@ def full_report(tmp_path_factory) -> str:
                              "peak_rss_bytes": 3 * 2**30, "latency_p50_s": 1.5},
                  "student_before": {"accuracy": 0.1, "problems": 20},
                  "student_after": {"accuracy": 0.7, "problems": 20, "output_tokens_per_s": 625.0,
-                                   "peak_rss_bytes": 2**30, "latency_p50_s": 0.6},
+                                   "peak_rss_bytes": 2**30, "latency_p50_s": 0.6,
+                                   "by_source": {"gsm8k": {"accuracy": 0.75, "problems": 12, "errors": 0},
+                                                 "humaneval": {"accuracy": 0.625, "problems": 8, "errors": 1}}},
                  "ratio": 0.875,
                  "student_vs_teacher": {"student": "student_after", "accuracy": 0.875, "output_tokens_per_s": 2.5,
-                                        "peak_rss_bytes": 0.3333, "latency_p50_s": 0.4}},
+                                        "peak_rss_bytes": 0.3333, "latency_p50_s": 0.4,
+                                        "accuracy_by_source": {"gsm8k": 0.9375, "humaneval": None}}},
         "train": {"steps": 40, "final_loss": 0.93},
     }))
     return build_report(str(snap))
@@ -92,6 +95,12 @@ def test_report_shows_generation_cost_per_model_and_ratios(full_report):
     assert "peak RSS (MiB)" in cost and ">3072<" in cost and ">1024<" in cost  # bytes shown in MiB
     assert "output tok/s" in cost and ">625<" in cost
     assert "student_after / teacher" in cost and ">2.5<" in cost and ">0.4<" in cost
+    assert "accuracy on gsm8k" in cost and ">0.9375<" in cost and "accuracy on humaneval" not in cost
+
+
+def test_report_scores_each_held_out_set(full_report):
+    per_set = open(full_report).read().split("<h3>Per held-out set</h3>")[1].split("<h3>")[0]
+    assert "humaneval" in per_set and ">0.625<" in per_set and ">0.75<" in per_set
 
 
 def test_report_is_written_beside_the_manifest(full_report):
