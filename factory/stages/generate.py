@@ -173,7 +173,8 @@ def generate(
     cluster_has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts / max_task_retries (nor, for TP
-        # placement groups, for ray_remote_args_fn, which ray.data.llm itself uses) yet.
+        # placement groups, for ray_remote_args_fn, which ray.data.llm itself uses) yet; they are
+        # removed in Ray 2.64, hence pyproject's ray<2.64 until a replacement exists.
         warnings.filterwarnings("ignore", message="`ray_remote_args(_fn)?` is deprecated")
         return ds.map_batches(
             TeacherGeneration,
