@@ -9,6 +9,8 @@ together, so one long chain of thought never holds back others. A request vLLM r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from factory.engines.base import (
@@ -112,4 +114,34 @@ class VllmEngine:
         return PromptResult(request.request_id, STATUS_OK, samples)
 
     def close(self) -> None:
-        self._llm.shutdown()
+        """Stop the engine once (later calls do nothing). vLLM 0.32's ``shutdown`` stops the engine
+        core before its output task, which then logs a spurious EngineDeadError traceback: the task
+        is cancelled first. Dropping the engine here also keeps its ``__del__`` from running again
+        at interpreter exit, when its module globals are already gone."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        _cancel_and_wait(getattr(llm, "output_handler", None))
+        llm.shutdown()
+
+
+def _cancel_and_wait(task: "asyncio.Task | None", timeout_s: float = 5.0) -> None:
+    """Cancel ``task`` and, when its loop runs in another thread, wait until it has stopped."""
+    if task is None or task.done():
+        return
+    loop = task.get_loop()
+    try:
+        running_here = asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop in this thread
+        running_here = False
+    if running_here or not loop.is_running():
+        task.cancel()
+        return
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with contextlib.suppress(Exception):  # best effort: shutdown proceeds either way
+        asyncio.run_coroutine_threadsafe(cancel(), loop).result(timeout=timeout_s)
