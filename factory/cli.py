@@ -37,12 +37,17 @@ def _print_summary(summary) -> None:
         print(f"  {stage:<10} {c['in']:>7} → {c['out']:>7}")
     for reason, n in summary.drops.items():
         print(f"  dropped {reason}: {n}")
-    for name, result in summary.eval.items():
-        if isinstance(result, dict) and "accuracy" in result:
+    from factory.evaluate import MODELS
+
+    for name in MODELS:
+        result = summary.eval.get(name)
+        if result:
             print(f"  eval {name}: {_accuracy_line(result)}{_cost_line(result)}")
             sources = result.get("by_source") or {}
             for source, scores in sources.items() if len(sources) > 1 else ():
                 print(f"    {source}: {_accuracy_line(scores)}")
+    if summary.eval.get("student_vs_teacher"):
+        print(f"  {_comparison_line(summary.eval['student_vs_teacher'])}")
     print(f"  dataset:    {summary.dataset}")
     print(f"  manifest:   {summary.manifest}")
     print(f"  checkpoint: {summary.checkpoint}")
@@ -67,6 +72,16 @@ def _cost_line(result: dict) -> str:
     if result.get("peak_rss_bytes") is not None:
         parts.append(f"peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB")
     return "".join(f", {p}" for p in parts)
+
+
+def _comparison_line(ratios: dict) -> str:
+    """"student_after / teacher: accuracy 0.944, output tok/s 1.19x, ..." (figures measured for both)."""
+    labels = {"accuracy": "accuracy", "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50",
+              "token_latency_p50_s": "latency/token p50", "peak_rss_bytes": "peak RSS",
+              "peak_device_bytes": "peak GPU memory", "weights_bytes": "weights"}
+    parts = [f"{label} {ratios[key]:.3f}" if key == "accuracy" else f"{label} {ratios[key]:.2f}x"
+             for key, label in labels.items() if ratios.get(key) is not None]
+    return f"{ratios['student']} / teacher: " + ", ".join(parts)
 
 
 def cmd_validate(args) -> int:

@@ -28,6 +28,8 @@ from factory.config import FactoryConfig
 
 log = logging.getLogger("factory")
 
+MODELS = ("teacher", "student_before", "student_after")
+"""The models an eval result may hold, in the order they are evaluated and reported."""
 # result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
 COST_FIELDS = {
     "output_tokens_per_s": "engine_output_tokens_per_s",

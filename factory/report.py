@@ -34,12 +34,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import report_plots as plots
+from factory.evaluate import MODELS as EVAL_MODELS
 
 MANIFEST = "_manifest.json"
 RUN_SUMMARY = "run_summary.json"
 REPORT = "report.html"
 ROW_COLUMNS = ["prompt_id", "reward", "completion_tokens", "pass_rate"]
-EVAL_MODELS = ["teacher", "student_before", "student_after"]
 COST_COLUMNS = {  # eval result key -> report column (factory.evaluate's cost figures)
     "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50 (s)", "latency_p90_s": "latency p90 (s)",
     "token_latency_p50_s": "latency/token p50 (s)",

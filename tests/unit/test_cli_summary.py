@@ -20,11 +20,16 @@ def test_summary_prints_accuracy_cost_and_json_headline(capsys):
                "peak_rss_bytes": 2100 * 2**20,
                "by_source": {"gsm8k": {"accuracy": 0.95, "problems": 20, "errors": 0},
                              "humaneval": {"accuracy": None, "problems": 10, "errors": 10}}}
-    _print_summary(_summary({"teacher": teacher, "student_vs_teacher": {"student": "student_after"}}))
+    ratios = {"student": "student_after", "accuracy": 0.9444, "output_tokens_per_s": 1.19, "latency_p50_s": 0.84,
+              "peak_rss_bytes": 1.0, "peak_device_bytes": None, "weights_bytes": 0.554}
+    _print_summary(_summary({"teacher": teacher, "ratio": 0.9444, "student_vs_teacher": ratios}))
     out = capsys.readouterr().out.splitlines()
     assert "  eval teacher: accuracy 0.900 on 30 problems, 812 tok/s, p50 0.41 s, peak RSS 2100 MiB" in out
     assert "    gsm8k: accuracy 0.950 on 20 problems" in out
     assert "    humaneval: accuracy n/a on 10 problems (10 errors)" in out
+    assert ("  student_after / teacher: accuracy 0.944, output tok/s 1.19x, latency p50 0.84x, peak RSS 1.00x, "
+            "weights 0.55x") in out
+    assert sum(line.startswith("  eval ") for line in out) == 1  # the ratios are not printed as a model
     assert json.loads(out[-1])["teacher_acc"] == 0.9
 
 
