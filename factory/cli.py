@@ -76,11 +76,10 @@ def _cost_line(result: dict) -> str:
 
 def _comparison_line(ratios: dict) -> str:
     """"student_after / teacher: accuracy 0.944, output tok/s 1.19x, ..." (figures measured for both)."""
-    labels = {"accuracy": "accuracy", "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50",
-              "token_latency_p50_s": "latency/token p50", "peak_rss_bytes": "peak RSS",
-              "peak_device_bytes": "peak GPU memory", "weights_bytes": "weights"}
+    from factory.evaluate import COMPARED
+
     parts = [f"{label} {ratios[key]:.3f}" if key == "accuracy" else f"{label} {ratios[key]:.2f}x"
-             for key, label in labels.items() if ratios.get(key) is not None]
+             for key, label in COMPARED.items() if ratios.get(key) is not None]
     return f"{ratios['student']} / teacher: " + ", ".join(parts)
 
 

@@ -42,8 +42,11 @@ COST_FIELDS = {
     "generation_s": "generation_s",
     "actors": "actors",
 }
-COMPARED = ["accuracy", "output_tokens_per_s", "latency_p50_s", "token_latency_p50_s", "peak_rss_bytes",
-            "peak_device_bytes", "weights_bytes"]
+COMPARED = {  # figure divided student / teacher -> its label in summaries and the report
+    "accuracy": "accuracy", "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50",
+    "token_latency_p50_s": "latency/token p50", "peak_rss_bytes": "peak RSS", "peak_device_bytes": "peak GPU memory",
+    "weights_bytes": "weights",
+}
 
 
 def _generation_for(cfg: FactoryConfig, model: str, student: bool):

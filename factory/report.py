@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import report_plots as plots
+from factory.evaluate import COMPARED
 from factory.evaluate import MODELS as EVAL_MODELS
 
 MANIFEST = "_manifest.json"
@@ -292,9 +293,10 @@ def _evaluation(results: dict | None) -> str:
         parts.append(_table(["model"] + [COST_COLUMNS[c] for c in costs],
                             [[m] + [_scaled(c, results[m].get(c)) for c in costs] for m in models]))
     comparison = results.get("student_vs_teacher") or {}
-    ratios = [[f, v] for f, v in comparison.items() if f not in ("student", "accuracy_by_source") and v is not None]
-    ratios += [[f"accuracy on {source}", v] for source, v in (comparison.get("accuracy_by_source") or {}).items()
-               if v is not None]
+    ratios = [[label, comparison[f]] for f, label in COMPARED.items() if comparison.get(f) is not None]
+    by_source = comparison.get("accuracy_by_source") or {}
+    if len(by_source) > 1:
+        ratios += [[f"accuracy on {source}", v] for source, v in by_source.items() if v is not None]
     if ratios:
         parts.append(f"<p>{_e(comparison.get('student'))} / teacher, per figure:</p>" + _table(["figure", "ratio"], ratios))
     missing = [m for m in EVAL_MODELS if m not in models]
