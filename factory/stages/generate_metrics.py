@@ -4,7 +4,8 @@ Contract: :func:`peak_rss_bytes` is the sum, over the actor process and every de
 its engine core in a child process), of each process's high-water-mark resident set (Linux
 ``VmHWM``), so it includes model loading and the KV cache pages actually touched; it is sampled
 after each batch, but a high-water mark cannot miss a peak between samples. :func:`device_bytes`
-is the GPU memory NVML attributes to the same processes (None without a GPU or NVML); with vLLM it
+is the GPU memory NVML attributes to the same processes (None without a GPU or NVML, or when NVML
+lists none of them: in a container without the host's pid namespace its pids are the host's); with vLLM it
 includes the KV-cache reservation set by ``gpu_memory_utilization``, and vLLM workers placed by the
 Ray executor (TP/PP > 1) are separate Ray actors, not descendants, so they are not counted.
 :class:`LatencySample` keeps a bounded, seeded reservoir of per-request latencies for percentiles.
@@ -54,13 +55,16 @@ def device_bytes(pid: int | None = None) -> int | None:
         return None
     try:
         pids = {p.pid for p in _process_tree(pid)}
-        used = 0
+        used, matched = 0, False
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if proc.pid in pids and proc.usedGpuMemory is not None:
-                    used += proc.usedGpuMemory
-        return used
+                if proc.pid in pids:
+                    matched = True
+                    used += proc.usedGpuMemory or 0
+        # No match: no GPU use, or (in a container without the host's pid namespace) NVML's pids are
+        # the host's; either way 0 would be a claim we cannot make.
+        return used if matched else None
     finally:
         pynvml.nvmlShutdown()
 

@@ -59,6 +59,17 @@ def test_device_bytes_counts_only_this_process_tree(monkeypatch):
     assert device_bytes() == 3 * MIB
 
 
+def test_device_bytes_is_unknown_when_nvml_lists_none_of_our_processes(monkeypatch):
+    """e.g. a container without the host pid namespace: NVML's pids are the host's."""
+    fake = types.SimpleNamespace(
+        NVMLError=RuntimeError, nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [types.SimpleNamespace(pid=1, usedGpuMemory=50 * MIB)],
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert device_bytes() is None
+
+
 def test_latency_percentiles_are_nearest_rank():
     sample = LatencySample()
     sample.extend([float(v) for v in range(1, 11)])
