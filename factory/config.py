@@ -72,6 +72,9 @@ class EvalConfig(Section):
     """The untrained student's accuracy shows what distillation added."""
     student_tensor_parallel_size: int = 1
     """Students are small: one device per engine even when the teacher needs tensor parallelism."""
+    reuse_results: bool = True
+    """Reuse a model's stored result when model weights, engine, sampling, prompting, verifier and held-out
+    rows are all unchanged: a scheduled refresh would otherwise re-evaluate the same teacher every run."""
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":

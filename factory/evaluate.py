@@ -15,11 +15,20 @@ Cost under the same engine (the write-up claims the student cuts latency and mem
 concurrency, ``token_latency_p50_s`` (latency per decode step: fair when answer lengths differ), and the largest generation actor's ``peak_rss_bytes`` (process tree high-water mark)
 and ``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_progress`.
 ``student_vs_teacher`` divides the student's figure by the teacher's for each of them.
+
+Reuse (``eval.reuse_results``): each result is stored under the run directory keyed by everything
+that determines it (generation config incl. engine and resources, verifier config, held-out rows,
+and the model directory's file names, sizes and mtimes); an identical evaluation later (the next
+scheduled refresh's teacher) returns the stored result with ``reused_from`` set instead of
+generating again. A model that is neither a local directory nor pinned to a revision is never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -116,25 +125,34 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
     ray.kill(progress)
     result = score_table(table)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
-    result.update(model=model, weights_bytes=weights_bytes(model), completion_tokens=tokens,
+    result.update(model=model, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  weights_bytes=weights_bytes(model), completion_tokens=tokens,
                   mean_completion_tokens=tokens / table.num_rows if table.num_rows else None,
                   **{key: stats.get(stat) for key, stat in COST_FIELDS.items()})
     log.info("eval %s (%s): %s", name, model, result)
     return result
 
 
-def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
-    """Teacher, student before training and student after (``checkpoint``), as configured."""
+def heldout_prompts(cfg: FactoryConfig):
+    """The held-out prompt rows (PROMPT_SCHEMA), validated like any prompt set."""
     from factory.stages.ingest import PromptsConfig, ingest
 
-    prompts = ingest(PromptsConfig(sources=cfg.eval.heldout, on_bad_row=cfg.prompts.on_bad_row)).table
-    results: dict[str, Any] = {}
+    return ingest(PromptsConfig(sources=cfg.eval.heldout, on_bad_row=cfg.prompts.on_bad_row)).table
+
+
+def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
+    """Teacher, student before training and student after (``checkpoint``), as configured."""
+    prompts = heldout_prompts(cfg)
+    models = {}
     if cfg.eval.evaluate_teacher:
-        results["teacher"] = evaluate_model(cfg, "teacher", cfg.generation.engine.model, prompts, student=False)
+        models["teacher"] = (cfg.generation.engine.model, False)
     if cfg.eval.evaluate_student_before and cfg.train is not None:
-        results["student_before"] = evaluate_model(cfg, "student_before", cfg.train.student, prompts, student=True)
+        models["student_before"] = (cfg.train.student, True)
     if checkpoint:
-        results["student_after"] = evaluate_model(cfg, "student_after", checkpoint, prompts, student=True)
+        models["student_after"] = (checkpoint, True)
+    results: dict[str, Any] = {}
+    for name, (model, student) in models.items():
+        results[name] = _evaluate_or_reuse(cfg, name, model, prompts, student=student)
     teacher = results.get("teacher", {}).get("accuracy")
     after = results.get("student_after", {}).get("accuracy")
     if teacher and after is not None:
@@ -143,6 +161,47 @@ def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any
     if comparison:
         results["student_vs_teacher"] = comparison
     return results
+
+
+def _evaluate_or_reuse(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
+    """A stored identical evaluation of ``model`` if there is one (see module docstring), else a new one."""
+    from factory.flow import run_dir
+    from factory.store.layout import write_atomic
+
+    key = result_key(cfg, model, prompts, student) if cfg.eval.reuse_results else None
+    if key is None:
+        return evaluate_model(cfg, name, model, prompts, student=student)
+    path = run_dir(cfg) / "eval" / f"{key[:24]}.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        log.info("eval %s (%s): reusing the identical evaluation in %s", name, model, path)
+        return {**result, "reused_from": str(path)}
+    result = evaluate_model(cfg, name, model, prompts, student=student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(str(path), json.dumps(result, indent=2, sort_keys=True).encode())
+    return result
+
+
+def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | None:
+    """Hash of everything an evaluation's result depends on; None when it cannot be pinned down
+    (a hub model without a revision may change under the same name)."""
+    from factory.tiny import resolve_model
+
+    gen_cfg = _generation_for(cfg, model, student)
+    path = Path(resolve_model(model))
+    if path.is_dir():
+        weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
+    elif gen_cfg.engine.revision:
+        weights = gen_cfg.engine.revision
+    else:
+        return None
+    identity = {
+        "generation": gen_cfg.model_dump(mode="json"),
+        "verify": cfg.verify.model_dump(mode="json"),
+        "heldout": hashlib.sha256(json.dumps(prompts.to_pylist(), sort_keys=True, default=str).encode()).hexdigest(),
+        "weights": weights,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,35 +1,50 @@
 """``factory eval`` on real tiny models in a local Ray session: teacher and student generate on the
 same held-out problems with the same engine, get verified and scored, and each model's generation
-cost (throughput, latency, peak memory) is measured. The transformers backend keeps this quick; the
-demo's integration test runs the same evaluation with vLLM."""
+cost (throughput, latency, peak memory) is measured; an identical later evaluation reuses the stored
+result. The transformers backend keeps this quick; the demo's integration test runs the same
+evaluation with vLLM."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from factory import evaluate
 from factory.config import load_config
 from factory.evaluate import COMPARED, COST_FIELDS, eval_command
 
 PROBLEMS = 12
 
 
-@pytest.fixture(scope="module")
-def results(ray_local, tiny_models):
-    cfg = load_config("configs/demo.yaml", (
+def _config(work_dir, *overrides):
+    return load_config("configs/demo.yaml", (
+        f"run.work_dir={work_dir}",
         "generation.engine.backend=transformers",
         f"eval.heldout=[{{name: heldout, kind: synthetic, task: math, synthetic_n: {PROBLEMS}, "
         "synthetic_split: heldout, synthetic_seed: 3}]",
         "eval.evaluate_student_before=false",
         "eval.max_tokens=96",
+        *overrides,
     ))
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("eval-runs")
+
+
+@pytest.fixture(scope="module")
+def results(ray_local, tiny_models, work_dir):
     # the untrained tiny student stands in for a trained checkpoint: what is measured is the eval itself
-    return eval_command(cfg, checkpoint=tiny_models.student)
+    return eval_command(_config(work_dir), checkpoint=tiny_models.student)
 
 
 def test_teacher_and_student_are_scored_on_the_same_problems(results):
     assert set(results) == {"teacher", "student_after", "ratio", "student_vs_teacher"}
     for name in ("teacher", "student_after"):
         assert results[name]["problems"] == results[name]["samples"] == PROBLEMS and results[name]["errors"] == 0
+        assert "reused_from" not in results[name]
     assert results["teacher"]["accuracy"] > 0.5
     assert list(results["teacher"]["by_source"]) == ["heldout"]  # the held-out set's name
     assert results["ratio"] == results["student_after"]["accuracy"] / results["teacher"]["accuracy"]
@@ -51,3 +66,44 @@ def test_student_vs_teacher_ratios(results):
     assert ratios["student"] == "student_after" and set(COMPARED) <= set(ratios)
     assert ratios["weights_bytes"] < 1  # the tiny student has fewer, narrower layers
     assert ratios["output_tokens_per_s"] > 0 and ratios["peak_rss_bytes"] > 0 and ratios["peak_device_bytes"] is None
+
+
+def test_identical_evaluation_is_reused_without_generating(results, work_dir, tiny_models, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("an identical evaluation generated again")
+
+    monkeypatch.setattr(evaluate, "evaluate_model", must_not_run)
+    again = eval_command(_config(work_dir), checkpoint=tiny_models.student)
+    for name in ("teacher", "student_after"):
+        assert again[name]["reused_from"].startswith(str(work_dir))
+        assert {k: v for k, v in again[name].items() if k != "reused_from"} == results[name]
+
+
+@pytest.mark.parametrize("change", ["eval.max_tokens=80", "verify.math_timeout_s=4.0", "eval.heldout[0]"])
+def test_a_changed_evaluation_is_not_reused(work_dir, tiny_models, change):
+    cfg = _config(work_dir)
+    prompts = evaluate.heldout_prompts(cfg)
+    key = evaluate.result_key(cfg, tiny_models.teacher, prompts, student=False)
+    if change == "eval.heldout[0]":
+        changed = evaluate.result_key(cfg, tiny_models.teacher, prompts.slice(1), student=False)
+    else:
+        changed = evaluate.result_key(_config(work_dir, change), tiny_models.teacher, prompts, student=False)
+    assert key is not None and changed != key
+
+
+def test_rewritten_weights_are_not_reused(tiny_models, work_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "student"
+    shutil.copytree(tiny_models.student, model)
+    cfg = _config(work_dir)
+    prompts = evaluate.heldout_prompts(cfg)
+    before = evaluate.result_key(cfg, str(model), prompts, student=True)
+    weights = next(model.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert evaluate.result_key(cfg, str(model), prompts, student=True) != before
+
+
+def test_unpinned_hub_model_is_never_reused(work_dir):
+    cfg = _config(work_dir)
+    assert evaluate.result_key(cfg, "Qwen/Qwen2.5-1.5B", evaluate.heldout_prompts(cfg), student=True) is None
