@@ -42,7 +42,8 @@ def _print_summary(summary) -> None:
     for name in MODELS:
         result = summary.eval.get(name)
         if result:
-            print(f"  eval {name}: {_accuracy_line(result)}{_cost_line(result)}")
+            reused = f" (reused: measured {result.get('measured_at')})" if result.get("reused_from") else ""
+            print(f"  eval {name}: {_accuracy_line(result)}{_cost_line(result)}{reused}")
             sources = result.get("by_source") or {}
             for source, scores in sources.items() if len(sources) > 1 else ():
                 print(f"    {source}: {_accuracy_line(scores)}")

@@ -38,3 +38,9 @@ def test_one_held_out_set_is_not_repeated(capsys):
     _print_summary(_summary({"student_after": result}))
     out = capsys.readouterr().out
     assert "eval student_after: accuracy 0.500 on 4 problems\n" in out and "only:" not in out
+
+
+def test_reused_result_says_when_it_was_measured(capsys):
+    result = {"accuracy": 0.5, "problems": 4, "measured_at": "2026-11-28T03:00:00Z", "reused_from": "/r/eval/k.json"}
+    _print_summary(_summary({"teacher": result}))
+    assert "eval teacher: accuracy 0.500 on 4 problems (reused: measured 2026-11-28T03:00:00Z)" in capsys.readouterr().out
