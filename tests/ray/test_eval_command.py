@@ -104,6 +104,15 @@ def test_rewritten_weights_are_not_reused(tiny_models, work_dir, tmp_path):
     assert evaluate.result_key(cfg, str(model), prompts, student=True) != before
 
 
+def test_library_versions_are_part_of_the_identity(tiny_models, work_dir, monkeypatch):
+    cfg = _config(work_dir)
+    prompts = evaluate.heldout_prompts(cfg)
+    before = evaluate.result_key(cfg, tiny_models.teacher, prompts, student=False)
+    real = evaluate._installed_version
+    monkeypatch.setattr(evaluate, "_installed_version", lambda name: "9.9" if name == "math-verify" else real(name))
+    assert evaluate.result_key(cfg, tiny_models.teacher, prompts, student=False) != before
+
+
 def test_unpinned_hub_model_is_never_reused(work_dir):
     cfg = _config(work_dir)
     assert evaluate.result_key(cfg, "Qwen/Qwen2.5-1.5B", evaluate.heldout_prompts(cfg), student=True) is None
