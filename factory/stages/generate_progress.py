@@ -11,8 +11,8 @@ the first generating batch's start to the last one's end over all actors (engine
 reported apart as ``engine_start_s``), ``engine_output_tokens_per_s`` divides the output tokens by
 it, ``latency_*_s`` are per-request (one prompt's n samples) latencies, ``token_latency_p50_s`` the
 median request latency per decode step (models whose answers differ in length compare by it), and
-``peak_*_bytes`` are
-per-actor peaks (:mod:`factory.stages.generate_metrics`): the largest actor's, and the sum over actors.
+``peak_*_bytes`` are per-actor peaks (:mod:`factory.stages.generate_metrics`): the largest actor's
+(``*_per_actor``), and the sum over actors.
 """
 
 from __future__ import annotations
