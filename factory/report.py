@@ -299,6 +299,9 @@ def _evaluation(results: dict | None) -> str:
         ratios += [[f"accuracy on {source}", v] for source, v in by_source.items() if v is not None]
     if ratios:
         parts.append(f"<p>{_e(comparison.get('student'))} / teacher, per figure:</p>" + _table(["figure", "ratio"], ratios))
+    if comparison and not comparison.get("costs_comparable", True):
+        parts.append("<p>Speed and memory are not compared: a result was reused from an earlier run (see "
+                     "<code>reused_from</code>), measured under other conditions.</p>")
     missing = [m for m in EVAL_MODELS if m not in models]
     if missing:
         parts.append(_not_run(f"not run: {', '.join(missing)}"))

@@ -77,6 +77,10 @@ def test_identical_evaluation_is_reused_without_generating(results, work_dir, ti
     for name in ("teacher", "student_after"):
         assert again[name]["reused_from"].startswith(str(work_dir))
         assert {k: v for k, v in again[name].items() if k != "reused_from"} == results[name]
+    assert results["student_vs_teacher"]["costs_comparable"] is True
+    assert again["student_vs_teacher"]["costs_comparable"] is False  # reused costs were measured another time
+    assert again["student_vs_teacher"]["accuracy"] == results["student_vs_teacher"]["accuracy"]
+    assert again["student_vs_teacher"]["output_tokens_per_s"] is None
 
 
 @pytest.mark.parametrize("change", ["eval.max_tokens=80", "verify.math_timeout_s=4.0", "eval.heldout[0]"])

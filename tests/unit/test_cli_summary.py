@@ -44,3 +44,11 @@ def test_reused_result_says_when_it_was_measured(capsys):
     result = {"accuracy": 0.5, "problems": 4, "measured_at": "2026-11-28T03:00:00Z", "reused_from": "/r/eval/k.json"}
     _print_summary(_summary({"teacher": result}))
     assert "eval teacher: accuracy 0.500 on 4 problems (reused: measured 2026-11-28T03:00:00Z)" in capsys.readouterr().out
+
+
+def test_ratio_line_says_when_costs_are_not_compared(capsys):
+    ratios = {"student": "student_after", "costs_comparable": False, "accuracy": 0.9, "weights_bytes": 0.5,
+              "output_tokens_per_s": None}
+    _print_summary(_summary({"student_vs_teacher": ratios}))
+    assert ("student_after / teacher: accuracy 0.900, weights 0.50x (speed/memory not compared: a result was reused)"
+            in capsys.readouterr().out)

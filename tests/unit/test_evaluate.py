@@ -57,7 +57,17 @@ def test_student_vs_teacher_divides_each_figure():
     results["student_after"] = dict(results["student_before"], accuracy=0.72)
     after = student_vs_teacher(results)
     assert after["student"] == "student_after"
-    assert after == {"student": "student_after", "accuracy": pytest.approx(0.9), "output_tokens_per_s": 3.0,
+    assert after == {"student": "student_after", "costs_comparable": True, "accuracy": pytest.approx(0.9), "output_tokens_per_s": 3.0,
                      "latency_p50_s": 0.25, "token_latency_p50_s": 0.5, "peak_rss_bytes": 0.25, "peak_device_bytes": None, "weights_bytes": 0.2,
                      "accuracy_by_source": {"gsm8k": 0.5, "humaneval": None}}  # no ratio to a zero teacher
     assert student_vs_teacher({"student_after": results["student_after"]}) is None
+
+
+def test_speed_and_memory_are_not_compared_with_a_reused_result():
+    fresh = {"accuracy": 0.9, "output_tokens_per_s": 300.0, "peak_rss_bytes": 250, "weights_bytes": 100}
+    reused = {"accuracy": 0.9, "output_tokens_per_s": 100.0, "peak_rss_bytes": 1000, "weights_bytes": 500,
+              "reused_from": "/runs/demo/eval/k.json"}
+    ratios = student_vs_teacher({"teacher": reused, "student_after": fresh})
+    assert ratios["costs_comparable"] is False
+    assert (ratios["accuracy"], ratios["weights_bytes"]) == (1.0, 0.2)
+    assert ratios["output_tokens_per_s"] is None and ratios["peak_rss_bytes"] is None
