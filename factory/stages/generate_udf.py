@@ -6,7 +6,8 @@ prompt already in the checkpoint (same gen_key) is served from it; the others ar
 the chat template, length-checked, and sent to the engine all at once (the engine batches them
 continuously). Per-prompt failures are statuses on the prompt's rows (``prompt_too_long``,
 ``engine_error``, with null completion fields); an ``EngineDead`` ends the actor's process
-(``os._exit``) so Ray restarts it within ``resources.max_actor_restarts``.
+(``os._exit``) so Ray restarts it within ``resources.max_actor_restarts``. The engine is loaded
+by the first batch that has a prompt to generate, so a rerun served from the checkpoint loads none.
 """
 
 from __future__ import annotations
@@ -74,10 +75,8 @@ class TeacherGeneration:
     """Callable class for ``map_batches(batch_format="pyarrow")``; one engine per instance."""
 
     def __init__(self, cfg: GenerationConfig, checkpoint=None, progress=None):
-        started = time.perf_counter()
         from transformers import AutoTokenizer
 
-        from factory.engines import open_engine
         from factory.tiny import resolve_model
 
         self._cfg = cfg
@@ -90,15 +89,29 @@ class TeacherGeneration:
         self._tokenizer = AutoTokenizer.from_pretrained(
             model_dir, revision=revision, trust_remote_code=cfg.engine.trust_remote_code
         )
-        self._engine = open_engine(cfg.engine, model_dir)
-        self._engine_start_s: float | None = time.perf_counter() - started  # reported with the first batch
+        self._model_dir = model_dir
+        # Opened by the first batch with a prompt to generate: a rerun served wholly from the
+        # checkpoint (e.g. after a later stage failed) never loads the teacher.
+        self._engine = None
+        self._engine_start_s: float | None = None  # reported once, with the batch after the start
         self._actor = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _open_engine(self) -> None:
+        """Load the engine if not yet loaded (synchronous: concurrent batches wait for it)."""
+        from factory.engines import open_engine
+
+        if self._engine is None:
+            started = time.perf_counter()
+            self._engine = open_engine(self._cfg.engine, self._model_dir)
+            self._engine_start_s = time.perf_counter() - started
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         prompts = schema.conform(batch, schema.PROMPT_SCHEMA).to_pylist()
         keys = [gen_key(self._config_hash, p["prompt"]) for p in prompts]
         todo = [i for i, p in enumerate(prompts) if not self._is_done(p["prompt_id"], keys[i])]
         texts = {i: self._render(prompts[i]) for i in todo}
+        if todo:
+            self._open_engine()
         started_at = time.time()
         try:
             results = await asyncio.gather(*(self._run(prompts[i], keys[i], texts[i]) for i in todo))

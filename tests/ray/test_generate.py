@@ -128,3 +128,4 @@ def test_rerun_serves_every_prompt_from_checkpoint(vllm_run, ray_local, tiny_mod
     assert again.sort_by("sample_id").to_pylist() == first
     stats = read_generation_stats(vllm_run["checkpoint_dir"], cfg)
     assert (stats["prompts_resumed"], stats["samples_generated"]) == (7, 0)
+    assert stats["engine_start_s"] is None and stats["generation_s"] is None  # no engine was loaded
