@@ -125,10 +125,12 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
 
     gen_cfg = _generation_for(cfg, model, student)
     progress = new_progress(prompts.num_rows)
-    ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None, progress=progress)
-    table = collect(verify(ds, cfg.verify))
-    stats = ray.get(progress.stats.remote())
-    ray.kill(progress)
+    try:
+        ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None, progress=progress)
+        table = collect(verify(ds, cfg.verify))
+        stats = ray.get(progress.stats.remote())
+    finally:
+        ray.kill(progress)  # one per evaluated model: none outlives its evaluation
     result = score_table(table)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
     result.update(model=model, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
