@@ -114,15 +114,18 @@ class VllmEngine:
         return PromptResult(request.request_id, STATUS_OK, samples)
 
     def close(self) -> None:
-        """Stop the engine once (later calls do nothing). vLLM 0.32's ``shutdown`` stops the engine
-        core before its output task, which then logs a spurious EngineDeadError traceback: the task
-        is cancelled first. Dropping the engine here also keeps its ``__del__`` from running again
-        at interpreter exit, when its module globals are already gone."""
+        """Stop the engine once (later calls do nothing). Dropping it here also keeps its
+        ``__del__`` from shutting down again at interpreter exit, when its module globals are gone."""
         llm, self._llm = self._llm, None
-        if llm is None:
-            return
-        _cancel_and_wait(getattr(llm, "output_handler", None))
-        llm.shutdown()
+        if llm is not None:
+            shutdown_async_llm(llm)
+
+
+def shutdown_async_llm(llm) -> None:
+    """Shut an ``AsyncLLM`` down quietly: vLLM 0.32's ``shutdown`` stops the engine core before its
+    output task, which then logs a spurious EngineDeadError traceback, so the task is cancelled first."""
+    _cancel_and_wait(getattr(llm, "output_handler", None))
+    llm.shutdown()
 
 
 def _cancel_and_wait(task: "asyncio.Task | None", timeout_s: float = 5.0) -> None:

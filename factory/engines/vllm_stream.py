@@ -72,5 +72,9 @@ class VllmStreamer:
                 await self._llm.abort(request_id)
 
     def close(self) -> None:
-        """Stop the engine core process."""
-        self._llm.shutdown()
+        """Stop the engine core process (once; later calls do nothing)."""
+        from factory.engines.vllm_engine import shutdown_async_llm
+
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            shutdown_async_llm(llm)
