@@ -78,9 +78,12 @@ class LatencySample:
         self.count = 0
         self.total = 0.0
         self._values: list[float] = []
+        self._ordered: list[float] | None = None  # sorted _values, kept until the next extend
         self._rng = random.Random(seed)
 
     def extend(self, values: list[float]) -> None:
+        if values:
+            self._ordered = None
         for value in values:
             self.count += 1
             self.total += value
@@ -95,7 +98,9 @@ class LatencySample:
         """Nearest-rank ``q``-th percentile (0 < q <= 100); None before any value."""
         if not self._values:
             return None
-        ordered = sorted(self._values)
+        if self._ordered is None:  # the stats file is rewritten per batch: sort once per batch, not per query
+            self._ordered = sorted(self._values)
+        ordered = self._ordered
         rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least the first value
         return ordered[int(rank) - 1]
 
