@@ -93,11 +93,10 @@ def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[A
     (prompt × teacher revision × sampling × template) the parent already holds are not regenerated:
     their committed rows are carried over, and only new rows go through scoring, filtering and
     dedup (against the carried rows' signatures)."""
+    import pyarrow.compute as pc
     import ray
 
     from factory.refresh import plan_reuse
-    import pyarrow.compute as pc
-
     from factory.rows import collect, drop_counts, kept_count, kept_rows, with_filter_columns
     from factory.stages.decontam import decontaminate
     from factory.stages.dedup import dedup

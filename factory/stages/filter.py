@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from factory.rows import with_column
 from factory.sections import Section
 from factory.stages.filter_quality import QualityConfig, QualityFilter
 from factory.stages.filter_rejection import RejectionConfig, reject_group
-from factory.rows import with_column
 from factory.stages.filter_rows import count_table_drops
 
 __all__ = [

@@ -112,8 +112,6 @@ def _eligible(table) -> list[bool]:
     return [s == "ok" and c is not None and d is None for s, c, d in zip(status, completion, dropped, strict=True)]
 
 
-
-
 class RewardScorer:
     """Callable for ``map_batches(batch_format="pyarrow")``: loads the RM once per actor and adds
     ``reward``/``reward_error`` to each batch (see the module contract)."""
