@@ -35,6 +35,7 @@ from factory.engines.base import (
     prompt_seed,
 )
 from factory.stages.generate import GenerationConfig, PromptingConfig, gen_key, generation_config_hash
+from factory.stages.generate_metrics import device_bytes, peak_rss_bytes
 
 log = logging.getLogger(__name__)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -215,7 +216,6 @@ class TeacherGeneration:
     def _report(self, prompts: int, resumed: int, fresh: pa.Table, timing: dict) -> None:
         if self._progress is None:
             return
-        from factory.stages.generate_metrics import device_bytes, peak_rss_bytes
 
         ok = fresh.filter(pc.equal(fresh["gen_status"], STATUS_OK)) if fresh.num_rows else fresh
         statuses: dict[str, int] = {}
