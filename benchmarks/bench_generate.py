@@ -57,8 +57,8 @@ def _request_inputs(cfg, table):
 
     from factory.engines.base import prompt_seed
     from factory.stages.generate import gen_key, generation_config_hash
-    from factory.stages.generate_udf import render_prompt
-    from factory.tiny import resolve_model
+    from factory.stages.generate.udf import render_prompt
+    from factory.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.engine.model))
     config_hash = generation_config_hash(cfg)
@@ -75,7 +75,7 @@ def bench_raw(cfg, table, args) -> tuple[int, float]:
     from vllm import LLM, SamplingParams
 
     from factory.engines.vllm_engine import engine_kwargs
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
 
     token_ids, seeds = _request_inputs(cfg, table)
     llm = LLM(**engine_kwargs(cfg.engine, resolve_model(cfg.engine.model)), disable_log_stats=True)
@@ -174,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from factory.stages.generate import GenerationConfig
-    from factory.stages.generate_udf import TeacherGeneration
+    from factory.stages.generate.udf import TeacherGeneration
 
     cfg = GenerationConfig.model_validate(
         {

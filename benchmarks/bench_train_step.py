@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
     from factory.train import TrainConfig, run_training
     from factory.train.reference import encode_files, replay
     from factory.train.run import plan_data

@@ -18,9 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from factory.rewards import MathVerifier, build_program, verify_code
-from factory.rewards.math_verifier import reference_answer
-from factory.rewards.sandbox import default_python
+from factory.verifiers import MathVerifier, build_program, verify_code
+from factory.verifiers.math_verifier import reference_answer
+from factory.verifiers.sandbox import default_python
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

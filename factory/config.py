@@ -118,9 +118,6 @@ class FactoryConfig(Section):
         rejection = self.filter.rejection
         if (rejection.min_reward is not None or rejection.best_of_n) and not self.reward.enabled:
             raise ValueError("filter.rejection uses rewards (min_reward/best_of_n) but reward.enabled is false")
-        if self.verify.think_prefilled != self.generation.prompting.force_think:
-            raise ValueError("verify.think_prefilled must equal generation.prompting.force_think "
-                             "(the format check must know whether '<think>' was forced into the prompt)")
         return self
 
 

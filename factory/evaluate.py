@@ -14,7 +14,7 @@ Cost under the same engine (the write-up claims the student cuts latency and mem
 ``engine_start_s``), per-request ``latency_p50_s``/``latency_p90_s`` with the same batch size and
 concurrency, ``token_latency_p50_s`` (latency per decode step: fair when answer lengths differ),
 and the largest generation actor's ``peak_rss_bytes`` (process tree high-water mark) and
-``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate_progress`.
+``peak_device_bytes`` (GPU, None on CPU); see :mod:`factory.stages.generate.progress`.
 ``student_vs_teacher`` divides the student's figure by the teacher's for each of them.
 
 Reuse (``eval.reuse_results``): each result is stored under the run directory keyed by everything
@@ -45,7 +45,7 @@ MODELS = ("teacher", "student_before", "student_after")
 """The models an eval result may hold, in the order they are evaluated and reported."""
 TIMELESS = {"accuracy", "weights_bytes"}
 """Compared figures that do not depend on when or where they were measured."""
-# result key -> generation progress statistic (factory.stages.generate_progress.ProgressState)
+# result key -> generation progress statistic (factory.stages.generate.progress.ProgressState)
 COST_FIELDS = {
     "output_tokens_per_s": "engine_output_tokens_per_s",
     "latency_p50_s": "latency_p50_s",
@@ -77,7 +77,7 @@ def _generation_for(cfg: FactoryConfig, model: str, student: bool):
 
 
 def weights_bytes(model: str) -> int | None:
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
 
     path = Path(resolve_model(model))
     if not path.is_dir():
@@ -194,7 +194,7 @@ def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | 
     """Hash of everything an evaluation's result depends on; None when it cannot be pinned down
     (a hub model without a revision may change under the same name)."""
     from factory.store import code_version
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
 
     gen_cfg = _generation_for(cfg, model, student)
     path = Path(resolve_model(model))

@@ -12,7 +12,9 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from factory.prompting import user_message
 from factory.schema import DATASET_SCHEMA, FILTER_FIELDS, MESSAGE_TYPE, SCORED_SCHEMA, conform
+from factory.think import THINK_OPEN
 
 
 def with_column(table: pa.Table, name: str, array) -> pa.Table:
@@ -28,6 +30,41 @@ def with_filter_columns(table: pa.Table) -> pa.Table:
         if field.name not in table.column_names:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table
+
+
+def values(table: pa.Table, name: str, default=None) -> list:
+    """The column's values as a list, or ``default`` for every row when the column is absent."""
+    if name in table.column_names:
+        return table.column(name).to_pylist()
+    return [default] * table.num_rows
+
+
+def mark_drops(table: pa.Table, reasons: list[str | None], stage: str) -> pa.Table:
+    """Set ``drop_reason = reasons[i]`` and ``drop_stage = stage`` on rows with a reason whose
+    ``drop_reason`` is still null; other rows are untouched. ``len(reasons)`` must equal the row count."""
+    if len(reasons) != table.num_rows:
+        raise ValueError(f"{len(reasons)} reasons for {table.num_rows} rows")
+    old_reasons, old_stages = values(table, "drop_reason"), values(table, "drop_stage")
+    new_reasons, new_stages = [], []
+    for old_reason, old_stage, reason in zip(old_reasons, old_stages, reasons, strict=True):
+        if old_reason is None and reason is not None:
+            new_reasons.append(reason)
+            new_stages.append(stage)
+        else:
+            new_reasons.append(old_reason)
+            new_stages.append(old_stage)
+    table = with_column(table, "drop_reason", pa.array(new_reasons, pa.string()))
+    return with_column(table, "drop_stage", pa.array(new_stages, pa.string()))
+
+
+def count_table_drops(table: pa.Table) -> dict[str, int]:
+    """Dropped rows of ``table`` counted by ``"drop_stage:drop_reason"``, keys sorted."""
+    counts: dict[str, int] = {}
+    for reason, stage in zip(values(table, "drop_reason"), values(table, "drop_stage"), strict=True):
+        if reason is not None:
+            key = f"{stage}:{reason}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def kept_rows(table: pa.Table) -> pa.Table:
@@ -59,9 +96,7 @@ def to_dataset_rows(table: pa.Table, prompting) -> pa.Table:
     """Kept scored rows → DATASET_SCHEMA, with ``messages`` = the system turn (if any), the user turn
     exactly as the teacher saw it, and the assistant turn as it produced it (``<think>\\n`` +
     completion when thinking was forced)."""
-    from factory.stages.generate_udf import user_message
-
-    opening = "<think>\n" if prompting.force_think else ""
+    opening = THINK_OPEN + "\n" if prompting.force_think else ""
     system = [{"role": "system", "content": prompting.system_prompt}] if prompting.system_prompt else []
     messages = [
         system + [{"role": "user", "content": user_message(p, t, prompting)},

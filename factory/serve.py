@@ -188,7 +188,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, allow_remote: b
     ``host:port`` until interrupted. Refuses a non-loopback ``host`` without ``allow_remote``
     (exits with a message before loading anything); a missing directory raises FileNotFoundError.
     SIGTERM stops it like Ctrl-C: the server closes, then the engine."""
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
 
     try:
         check_bind(host, allow_remote)

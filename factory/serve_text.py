@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-THINK = "<think>"
-END_THINK = "</think>"
+from factory.think import THINK_CLOSE, THINK_OPEN
+
 REASONING_TITLE = "Reasoning"
 
 
@@ -33,7 +33,7 @@ class ReplyParts:
 def prompt_opens_reasoning(rendered_prompt: str) -> bool:
     """Whether the chat template's generation prompt already opened ``<think>`` (R1-Distill
     templates force it), so the completion starts inside the reasoning."""
-    return rendered_prompt.rstrip().endswith(THINK)
+    return rendered_prompt.rstrip().endswith(THINK_OPEN)
 
 
 def _held_back(text: str, tag: str) -> int:
@@ -55,14 +55,14 @@ def split_reasoning(text: str, starts_in_reasoning: bool) -> ReplyParts:
     """
     body = text
     stripped = body.lstrip()
-    if stripped.startswith(THINK):
-        body, starts_in_reasoning = stripped[len(THINK):], True
-    if END_THINK in body:
-        reasoning, answer = body.split(END_THINK, 1)
+    if stripped.startswith(THINK_OPEN):
+        body, starts_in_reasoning = stripped[len(THINK_OPEN):], True
+    if THINK_CLOSE in body:
+        reasoning, answer = body.split(THINK_CLOSE, 1)
         return ReplyParts(reasoning.strip(), answer.strip(), thinking=False)
     if not starts_in_reasoning:
         return ReplyParts("", body.strip(), thinking=False)
-    partial = _held_back(body, END_THINK)
+    partial = _held_back(body, THINK_CLOSE)
     return ReplyParts(body[: len(body) - partial].strip(), "", thinking=True)
 
 

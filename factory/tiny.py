@@ -329,16 +329,6 @@ def ensure(cache_dir: str | None = None) -> TinyModels:
     return _models_at(root)
 
 
-def resolve_model(path: str) -> str:
-    """``tiny:<tokenizer|teacher|student|reward>`` -> the ensured local directory; other paths unchanged."""
-    if not path.startswith("tiny:"):
-        return path
-    name = path.removeprefix("tiny:")
-    if name not in ("tokenizer", "teacher", "student", "reward"):
-        raise ValueError(f"unknown tiny model {path!r}: use tiny:teacher, tiny:student, tiny:reward or tiny:tokenizer")
-    return getattr(ensure(), name)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``factory tiny build [--out DIR] [--seed N]``: build (or, without --out, ensure the cache) and print the info."""
     parser = argparse.ArgumentParser(prog="factory tiny", description="Build the tiny local models.")

@@ -2,7 +2,7 @@
 
 An engine turns one already-tokenized prompt into ``n`` samples. Prompt rendering, the
 prompt-length check, row building and checkpointing live in the stage
-(``factory.stages.generate_udf``), so backends stay small and produce the same output.
+(``factory.stages.generate.udf``), so backends stay small and produce the same output.
 
 Error contract: a problem with *one prompt* (rejected by the engine, bad request) comes back as a
 ``PromptResult`` with ``status="engine_error"``; the run goes on. A problem with the *engine*

@@ -33,9 +33,10 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from factory import tiny
+from factory.models import resolve_model
 from factory.rows import with_column
 from factory.sections import Section
+from factory.think import THINK_OPEN
 
 
 class RewardConfig(Section):
@@ -124,7 +125,7 @@ class RewardScorer:
         use_cuda = cfg.num_gpus_per_actor > 0 and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
         dtype_name = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
-        path = tiny.resolve_model(cfg.model)  # ``tiny:reward`` -> the local tiny build; other names unchanged
+        path = resolve_model(cfg.model)  # ``tiny:reward`` -> the local tiny build; other names unchanged
         load = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
         self.tokenizer = AutoTokenizer.from_pretrained(path, **load)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype_name), **load)
@@ -141,7 +142,7 @@ class RewardScorer:
 
     def render(self, prompt: str, completion: str) -> str:
         """The chat text the RM reads for one (prompt, completion) pair."""
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": "<think>\n" + completion}]
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": THINK_OPEN + "\n" + completion}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
     def forward(self, sequences: list[list[int]]) -> list[float]:

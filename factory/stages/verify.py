@@ -7,7 +7,7 @@ Contract:
   row in (checked).
 - Rows with ``gen_status != "ok"`` are not scored: all four columns are null.
 - ``math`` and ``logic`` rows go to ``MathVerifier`` (math-verify in a child process with a per-sample
-  limit); ``code`` rows run their tests in the sandbox (``factory.rewards.sandbox``), as subprocesses
+  limit); ``code`` rows run their tests in the sandbox (``factory.verifiers.sandbox``), as subprocesses
   of the worker, at most ``max_parallel_sandboxes`` at a time, never inside the Ray worker itself.
   A task with no verifier gets verdict ``error``. Timeouts and infrastructure failures are
   ``timeout``/``error`` verdicts, never ``wrong``.
@@ -28,7 +28,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import field_validator
 
-from factory.rewards.sandbox import SandboxLimits
+from factory.verifiers.sandbox import SandboxLimits
 from factory.sections import Section
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,6 @@ class VerifyConfig(Section):
     """CPUs Ray reserves per verify task; raise with max_parallel_sandboxes on code-heavy data."""
     batch_size: int = 64
     """Rows per Ray task; larger batches amortise the math worker start (~0.5 s) per task."""
-    think_prefilled: bool = True
-    """Completions start after a forced "<think>\\n"; the format check then reads the tag as present."""
 
     @field_validator("math_timeout_s", "num_cpus_per_task")
     @classmethod
@@ -82,15 +80,17 @@ class VerifyConfig(Section):
 class Verify:
     """``map_batches`` callable (``batch_format="pyarrow"``): adds the verdict columns (module doc)."""
 
-    def __init__(self, cfg: VerifyConfig):
+    def __init__(self, cfg: VerifyConfig, think_prefilled: bool = True):
         self.cfg = cfg
+        self.think_prefilled = think_prefilled
         self._math = None
 
     def __getstate__(self) -> dict:
-        return {"cfg": self.cfg, "_math": None}  # the math worker process stays with its owner
+        return {**self.__dict__, "_math": None}  # the math worker process stays with its owner
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from factory.rewards import VerdictResult, format_ok, split_answer
+        from factory.think import format_ok, split_completion
+        from factory.verifiers import VerdictResult
 
         started = time.monotonic()
         rows = table.select(list(INPUT_COLUMNS)).to_pylist()
@@ -100,7 +100,7 @@ class Verify:
             if row["gen_status"] != "ok":
                 continue
             if row["answer"] is None and row["completion"] is not None:
-                row["answer"] = split_answer(row["completion"])[1]
+                row["answer"] = split_completion(row["completion"])[1]
             if row["task"] == "code":
                 code_rows.append(index)
             elif row["task"] in ("math", "logic"):
@@ -113,7 +113,7 @@ class Verify:
             "verdict": [v.status if v else None for v in verdicts],
             "verifier": [v.verifier_id if v else None for v in verdicts],
             "verdict_detail": [_detail(v) if v else None for v in verdicts],
-            "format_ok": [format_ok(r["completion"], self.cfg.think_prefilled) if v else None
+            "format_ok": [format_ok(r["completion"], self.think_prefilled) if v else None
                           for r, v in zip(rows, verdicts)],
         }
         out = table
@@ -133,7 +133,7 @@ class Verify:
 
     def _math_verifier(self):
         if self._math is None:
-            from factory.rewards import MathVerifier
+            from factory.verifiers import MathVerifier
 
             self._math = MathVerifier(self.cfg.math_timeout_s)
         return self._math
@@ -142,7 +142,7 @@ class Verify:
         """Verdicts of code rows, ``max_parallel_sandboxes`` sandboxes at a time, each on its own uid."""
         if not rows:
             return []
-        from factory.rewards import verify_code
+        from factory.verifiers import verify_code
 
         cfg, limits = self.cfg, self.cfg.code_limits
         # distinct uid ranges for concurrent worker processes on one node (pids are unique per node)
@@ -172,10 +172,10 @@ def _detail(verdict) -> str:
     return f"[{verdict.code_status}] {verdict.detail}" if verdict.code_status else verdict.detail
 
 
-def verify(ds, cfg: VerifyConfig):
+def verify(ds, cfg: VerifyConfig, think_prefilled: bool = True):
     """``ds`` with the verdict columns, computed by Ray tasks (lazy: runs when consumed)."""
     return ds.map_batches(
-        Verify(cfg),
+        Verify(cfg, think_prefilled),
         batch_format="pyarrow",
         batch_size=cfg.batch_size,
         num_cpus=cfg.num_cpus_per_task,

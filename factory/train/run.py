@@ -197,7 +197,7 @@ def run_training(cfg: TrainConfig, data_files: list[str], out_dir: str, *, snaps
                  resume: bool = True) -> TrainResult:
     """Fine-tune ``cfg.student`` on ``data_files`` (snapshot Parquet) into ``out_dir``; see module contract."""
     from factory.runtime import ray_session
-    from factory.tiny import resolve_model
+    from factory.models import resolve_model
 
     started = time.perf_counter()
     if not data_files:

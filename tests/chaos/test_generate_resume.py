@@ -18,7 +18,7 @@ import pytest
 
 from factory import schema, synthetic
 from factory.stages.generate import GenerationConfig, generate, read_generation_stats
-from factory.stages.generate_checkpoint import CheckpointStore
+from factory.stages.generate.checkpoint import CheckpointStore
 from factory.stages.generate import generation_config_hash
 
 pytestmark = pytest.mark.chaos

@@ -16,7 +16,7 @@ import pytest
 
 from factory import synthetic
 from factory.stages.generate import GenerationConfig
-from factory.stages.generate_udf import TeacherGeneration
+from factory.stages.generate.udf import TeacherGeneration
 
 PROMPTS = synthetic.make_problems(4, seed=2)
 

@@ -3,7 +3,7 @@
 import pyarrow as pa
 
 from factory.schema import SAMPLE_SCHEMA, conform
-from factory.rewards.sandbox import SandboxLimits
+from factory.verifiers.sandbox import SandboxLimits
 from factory.stages.verify import VerifyConfig, verify
 
 CHECK = "def check(fn):\n    assert fn(2) == 4"

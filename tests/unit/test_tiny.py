@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import synthetic, tiny, tiny_training
+from factory import models, synthetic, tiny, tiny_training
 
 MINI = dataclasses.replace(
     tiny.SPEC,
@@ -131,17 +131,17 @@ def test_ensure_returns_the_cached_build_quickly(tiny_models):
 
 @pytest.mark.parametrize("name", ["teacher", "student", "reward", "tokenizer"])
 def test_resolve_model_maps_tiny_names_to_the_cache(tiny_models, name):
-    assert tiny.resolve_model(f"tiny:{name}") == getattr(tiny_models, name)
+    assert models.resolve_model(f"tiny:{name}") == getattr(tiny_models, name)
 
 
 @pytest.mark.parametrize(("path", "expected"), [("/models/qwen", "/models/qwen"), ("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B")])
 def test_resolve_model_leaves_other_paths_alone(path, expected):
-    assert tiny.resolve_model(path) == expected
+    assert models.resolve_model(path) == expected
 
 
 def test_resolve_model_rejects_unknown_tiny_names():
     with pytest.raises(ValueError, match="unknown tiny model"):
-        tiny.resolve_model("tiny:giant")
+        models.resolve_model("tiny:giant")
 
 
 def test_build_info_records_seed_spec_and_sizes(tiny_models):

@@ -7,8 +7,8 @@ import os
 import pyarrow as pa
 
 from factory import schema
-from factory.stages.generate_checkpoint import CheckpointStore
-from factory.stages.generate_progress import ProgressState
+from factory.stages.generate.checkpoint import CheckpointStore
+from factory.stages.generate.progress import ProgressState
 
 
 def _rows(prompt_ids, status="ok", n=2, key="k"):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import factory.engines
-import factory.stages.generate_udf as udf_module
+import factory.stages.generate.udf as udf_module
 from factory.engines.base import EngineDead, PromptResult, Sample
 from factory.stages.generate import GenerationConfig
 

@@ -5,22 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factory.engines.base import prompt_seed
-from factory.stages.generate import PromptingConfig
-from factory.stages.generate_udf import render_prompt, split_completion, user_message
-
-
-@pytest.mark.parametrize(
-    ("completion", "reasoning", "answer"),
-    [
-        ("2+2 is 4\n</think>\n\n\\boxed{4}", "2+2 is 4", "\\boxed{4}"),
-        ("still thinking and cut", "still thinking and cut", None),
-        ("<think>\nplan\n</think>\nok", "plan", "ok"),
-        ("</think>", "", ""),
-        ("a</think>b</think>c", "a", "b</think>c"),
-    ],
-)
-def test_split_completion(completion, reasoning, answer):
-    assert split_completion(completion) == (reasoning, answer)
+from factory.prompting import PromptingConfig, render_prompt, user_message
 
 
 @pytest.mark.parametrize(

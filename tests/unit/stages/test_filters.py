@@ -7,16 +7,14 @@ import pytest
 from pydantic import ValidationError
 
 from factory import schema
-from factory.stages.filter_quality import (
+from factory.stages.filter.quality import (
     QualityConfig,
     QualityFilter,
     foreign_script_share,
     infra_failure,
     length_outlier,
-    missing_answer,
     repeated_share,
     script_of,
-    think_format,
     truncated,
 )
 
@@ -52,38 +50,6 @@ def test_infra_failure_names_the_failed_stage(gen_status, verdict, reward_error,
 @pytest.mark.parametrize(("finish_reason", "expected"), [("stop", None), (None, None), ("length", "truncated")])
 def test_truncated_flags_length_stops(finish_reason, expected):
     assert truncated(finish_reason) == expected
-
-
-@pytest.mark.parametrize(
-    ("completion", "format_ok", "expected"),
-    [
-        (GOOD, None, None),
-        ("<think>\n" + GOOD, None, None),
-        ("7+5=12\n12+9=21", None, "unclosed_think"),
-        ("a\n</think>\nb</think>", None, "bad_think_format"),
-        ("a\n<think>b\n</think>\nc", None, "bad_think_format"),
-        ("a\n</think>\n<think>c", None, "bad_think_format"),
-        ("  \n</think>\n\\boxed{1}", None, "empty_reasoning"),
-        ("7+5=12\n12+9=21", True, None),
-        (GOOD, False, "bad_think_format"),
-    ],
-)
-def test_think_format_checks_tags_or_trusts_format_ok(completion, format_ok, expected):
-    assert think_format(completion, format_ok) == expected
-
-
-@pytest.mark.parametrize(
-    ("completion", "answer", "expected"),
-    [
-        (GOOD, None, None),
-        ("a\n</think>\n\n", None, "missing_answer"),
-        ("a without close", None, "missing_answer"),
-        ("ignored", "\\boxed{3}", None),
-        (GOOD, "  \n", "missing_answer"),
-    ],
-)
-def test_missing_answer_needs_text_after_think(completion, answer, expected):
-    assert missing_answer(completion, answer) == expected
 
 
 @pytest.mark.parametrize(

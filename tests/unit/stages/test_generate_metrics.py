@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from factory.stages import generate_metrics
-from factory.stages.generate_metrics import LatencySample, device_bytes, peak_rss_bytes
+from factory.stages.generate import metrics as generate_metrics
+from factory.stages.generate.metrics import LatencySample, device_bytes, peak_rss_bytes
 
 MIB = 2**20
 # A child that touches 200 MiB, frees it, then waits: its current RSS is small, its high-water mark is not.

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from factory import schema
 from factory.stages.filter import FilterConfig, apply_filters_table, count_drops
-from factory.stages.filter_rejection import RejectionConfig, pass_rate, reject_group
+from factory.stages.filter.rejection import RejectionConfig, pass_rate, reject_group
 
 GOOD = "7+5=12\n12+9=21\n21-3=18\n</think>\n\n\\boxed{18}"
 

@@ -26,9 +26,8 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
-from factory.rows import with_column
+from factory.rows import mark_drops, values, with_column
 from factory.sections import Section
-from factory.stages.filter_rows import mark_drops, values
 
 SCORED_VERDICTS = ("correct", "wrong", "no_answer")
 """Verdicts that say something about the teacher; others (error, timeout, null) are infrastructure."""

@@ -34,42 +34,13 @@ from factory.engines.base import (
     SamplingSpec,
     prompt_seed,
 )
-from factory.stages.generate import GenerationConfig, PromptingConfig, gen_key, generation_config_hash
-from factory.stages.generate_metrics import device_bytes, peak_rss_bytes
+from factory.prompting import render_prompt
+from factory.stages.generate.config import GenerationConfig, gen_key, generation_config_hash
+from factory.stages.generate.metrics import device_bytes, peak_rss_bytes
+from factory.think import split_completion
 
 log = logging.getLogger(__name__)
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 SAMPLE_SCHEMA = schema.SAMPLE_SCHEMA
-
-
-def user_message(prompt: str, task: str, prompting: PromptingConfig) -> str:
-    """The user turn: the problem joined with the (task's) instruction."""
-    instruction = prompting.instruction_by_task.get(task, prompting.instruction)
-    if not instruction:
-        return prompt
-    parts = [prompt, instruction] if prompting.instruction_position == "after" else [instruction, prompt]
-    return prompting.instruction_separator.join(parts)
-
-
-def render_prompt(tokenizer, prompt: str, task: str, prompting: PromptingConfig) -> str:
-    """Chat-template text with generation prompt, ending in "<think>\\n" when forced."""
-    messages = [{"role": "user", "content": user_message(prompt, task, prompting)}]
-    if prompting.system_prompt:
-        messages.insert(0, {"role": "system", "content": prompting.system_prompt})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if prompting.force_think and not text.endswith(THINK_OPEN + "\n"):
-        text += THINK_OPEN + "\n"
-    return text
-
-
-def split_completion(completion: str) -> tuple[str, str | None]:
-    """(reasoning, answer) of a completion that starts inside <think>; answer is None when the
-    chain never closed (e.g. cut at max_tokens)."""
-    text = completion.removeprefix(THINK_OPEN).lstrip("\n") if completion.startswith(THINK_OPEN) else completion
-    if THINK_CLOSE not in text:
-        return text.strip(), None
-    reasoning, answer = text.split(THINK_CLOSE, 1)
-    return reasoning.strip(), answer.strip()
 
 
 class TeacherGeneration:
@@ -78,7 +49,7 @@ class TeacherGeneration:
     def __init__(self, cfg: GenerationConfig, checkpoint=None, progress=None):
         from transformers import AutoTokenizer
 
-        from factory.tiny import resolve_model
+        from factory.models import resolve_model
 
         self._cfg = cfg
         self._checkpoint = checkpoint

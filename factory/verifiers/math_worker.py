@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from factory.rewards.math_verifier import judge_math
+from factory.verifiers.math_verifier import judge_math
 
 
 def main() -> None:

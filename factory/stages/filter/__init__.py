@@ -5,8 +5,8 @@ Contract (docs/ARCHITECTURE.md): no row is ever removed. Rejected rows get ``dro
 rows dropped by an earlier stage pass through untouched (but still count towards the prompt's
 ``pass_rate``, which is set on every row). Infrastructure failures are dropped with their own
 reasons (``gen_*``, ``verify_error``, ``verify_timeout``, ``reward_error``), never scored 0.
-The checks and policies are documented in :mod:`factory.stages.filter_quality` and
-:mod:`factory.stages.filter_rejection`; :func:`count_drops` turns reasons into counters.
+The checks and policies are documented in :mod:`factory.stages.filter.quality` and
+:mod:`factory.stages.filter.rejection`; :func:`count_drops` turns reasons into counters.
 
 Output order: :func:`apply_filters` groups by ``prompt_id`` (a Ray shuffle), so row order is not
 kept; the rows themselves depend only on their prompt's rows and the config.
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from factory.rows import with_column
+from factory.rows import count_table_drops, with_column
 from factory.sections import Section
-from factory.stages.filter_quality import QualityConfig, QualityFilter
-from factory.stages.filter_rejection import RejectionConfig, reject_group
-from factory.stages.filter_rows import count_table_drops
+from factory.stages.filter.quality import QualityConfig, QualityFilter
+from factory.stages.filter.rejection import RejectionConfig, reject_group
 
 __all__ = [
     "FilterConfig",
@@ -43,17 +42,18 @@ class FilterConfig(Section):
     """Per-prompt policies (correctness, reward, best-of-n, caps, pass-rate band)."""
 
 
-def apply_filters(ds, cfg: FilterConfig):
+def apply_filters(ds, cfg: FilterConfig, think_prefilled: bool = True):
     """Ray Dataset ``ds`` with quality drops marked (``map_batches``), then rejection drops and
     ``pass_rate`` per prompt (``groupby("prompt_id").map_groups``). Lazy, like any Ray Data op."""
-    quality = ds.map_batches(QualityFilter(cfg.quality), batch_format="pyarrow", udf_modifying_row_count=False)
+    quality = ds.map_batches(QualityFilter(cfg.quality, think_prefilled), batch_format="pyarrow",
+                             udf_modifying_row_count=False)
     return quality.groupby("prompt_id").map_groups(reject_group, fn_kwargs={"cfg": cfg.rejection}, batch_format="pyarrow")
 
 
-def apply_filters_table(table: pa.Table, cfg: FilterConfig) -> pa.Table:
+def apply_filters_table(table: pa.Table, cfg: FilterConfig, think_prefilled: bool = True) -> pa.Table:
     """In-memory equivalent of :func:`apply_filters` for one pyarrow table (small runs, tests);
     rows come back grouped by prompt in first-seen order."""
-    marked = QualityFilter(cfg.quality)(table)
+    marked = QualityFilter(cfg.quality, think_prefilled)(table)
     prompt_ids = marked.column("prompt_id").to_pylist()
     groups: dict[str, list[int]] = {}
     for row, prompt_id in enumerate(prompt_ids):

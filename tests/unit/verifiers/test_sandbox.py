@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.rewards.sandbox import SandboxLimits, forget_probes, resolve_mode, run_sandboxed
+from factory.verifiers.sandbox import SandboxLimits, forget_probes, resolve_mode, run_sandboxed
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 FAST = SandboxLimits(timeout_s=4, cpu_s=3)

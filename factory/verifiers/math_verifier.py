@@ -3,7 +3,7 @@
 ``judge_math`` is the pure judgement (runs math-verify in the calling process with its own
 signal-based timeouts disabled, so it works on any thread, but has no time limit).
 ``MathVerifier`` adds the per-sample time limit: it runs ``judge_math`` in a persistent child
-process (``factory.rewards.math_worker``) and kills and restarts that child when a sample runs over
+process (``factory.verifiers.math_worker``) and kills and restarts that child when a sample runs over
 (sympy can hang inside C code, where no signal or thread-based limit can interrupt it).
 
 Status mapping: answer equivalent -> ``correct``; answer extracted but not equivalent (or not
@@ -23,8 +23,8 @@ import time
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 
-from factory.rewards.answers import extract_final_answer
-from factory.rewards.verdict import VerdictResult
+from factory.verifiers.answers import extract_final_answer
+from factory.verifiers.verdict import VerdictResult
 
 NAME = "math"
 VERSION = f"1+math-verify-{_dist_version('math-verify')}"
@@ -102,7 +102,7 @@ class MathVerifier:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
             self._buffer = b""
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "factory.rewards.math_worker"],
+                [sys.executable, "-m", "factory.verifiers.math_worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
             if self._read_line(self._proc, time.monotonic() + STARTUP_TIMEOUT_S) != b"ready":

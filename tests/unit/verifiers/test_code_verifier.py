@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from factory.rewards.code_verifier import build_program, verify_code
+from factory.verifiers.code_verifier import build_program, verify_code
 
 MUTANT_SAMPLE = 20
 
@@ -82,7 +82,7 @@ def test_every_humaneval_mutant_fails(humaneval):
     ("def f():\n    return 1", "", "error", None),
 ])
 def test_status_mapping(answer, tests, expected, code_status):
-    from factory.rewards.sandbox import SandboxLimits
+    from factory.verifiers.sandbox import SandboxLimits
 
     result = verify_code(answer, tests, "f", limits=SandboxLimits(timeout_s=3, cpu_s=2))
     assert (result.status, result.code_status) == (expected, code_status)

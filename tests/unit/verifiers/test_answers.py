@@ -1,8 +1,8 @@
-"""Answer extraction, code extraction and the format check: tables of (input, expected)."""
+"""Answer extraction and code extraction: tables of (input, expected)."""
 
 import pytest
 
-from factory.rewards.answers import extract_code, extract_final_answer, format_ok, split_answer
+from factory.verifiers.answers import extract_code, extract_final_answer
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -36,29 +36,3 @@ def test_extract_final_answer(text, expected):
 ])
 def test_extract_code(answer, expected):
     assert extract_code(answer) == expected
-
-
-@pytest.mark.parametrize("completion, expected", [
-    ("reasoning</think>answer", ("reasoning", "answer")),
-    ("<think>r</think> a", ("r", " a")),
-    ("a</think>b</think>c", ("a</think>b", "c")),
-    ("no close", ("no close", None)),
-])
-def test_split_answer(completion, expected):
-    assert split_answer(completion) == expected
-
-
-@pytest.mark.parametrize("completion, prefilled, expected", [
-    ("thinking\n</think>\n\\boxed{1}", True, True),
-    ("<think>thinking</think>answer", True, True),
-    ("<think>thinking</think>answer", False, True),
-    ("thinking</think>answer", False, False),
-    ("thinking without close", True, False),
-    ("thinking</think>   \n", True, False),
-    ("a</think>b</think>c", True, False),
-    ("a</think>b<think>c", True, False),
-    ("</think><think>x", False, False),
-    (None, True, False),
-])
-def test_format_ok(completion, prefilled, expected):
-    assert format_ok(completion, think_prefilled=prefilled) is expected

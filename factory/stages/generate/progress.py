@@ -11,7 +11,7 @@ the first generating batch's start to the last one's end over all actors (engine
 reported apart as ``engine_start_s``), ``engine_output_tokens_per_s`` divides the output tokens by
 it, ``latency_*_s`` are per-request (one prompt's n samples) latencies, ``token_latency_p50_s`` the
 median request latency per decode step (models whose answers differ in length compare by it), and
-``peak_*_bytes`` are per-actor peaks (:mod:`factory.stages.generate_metrics`): the largest actor's
+``peak_*_bytes`` are per-actor peaks (:mod:`factory.stages.generate.metrics`): the largest actor's
 (``*_per_actor``), and the sum over actors.
 """
 
@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 
-from factory.stages.generate_metrics import LatencySample
+from factory.stages.generate.metrics import LatencySample
 
 log = logging.getLogger("factory.generate")
 
@@ -149,7 +149,7 @@ def _progress_actor_class():
                 self._last_log = now
                 log.info(self._state.line())
             if self._stats_path:
-                from factory.stages.generate_checkpoint import _atomic_write, _write_json
+                from factory.stages.generate.checkpoint import _atomic_write, _write_json
 
                 _atomic_write(self._stats_path, lambda tmp: _write_json(tmp, self._state.stats()))
 

@@ -7,8 +7,8 @@ for each row whose ``drop_reason`` is still null:
    ``gen_status != "ok"``, ``verify_error`` / ``verify_timeout``, ``reward_error``. These rows are
    excluded and counted, never scored 0;
 2. quality checks (``drop_stage = "quality"``), first reason wins, in this order: ``truncated``
-   (``finish_reason == "length"``), think format (``unclosed_think``, ``bad_think_format``,
-   ``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
+   (``finish_reason == "length"``), think format (:func:`factory.think.format_problem`:
+   ``unopened_think``, ``unclosed_think``, ``bad_think_format``, ``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
    ``word_repetition`` / ``char_repetition``, ``language_mixing``.
 
 Length outliers use fixed per-row bounds on ``completion_tokens``, not k MADs of the run: a row's
@@ -28,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
+from factory.rows import mark_drops, values
 from factory.sections import Section
-from factory.stages.filter_rows import mark_drops, values
+from factory.think import format_problem, split_completion
 
 KNOWN_SCRIPTS = frozenset(
     {
@@ -41,7 +42,6 @@ KNOWN_SCRIPTS = frozenset(
 )  # fmt: skip
 """Script names accepted in ``allowed_scripts`` (Unicode script names; CJK ideographs are ``Han``)."""
 
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _ASCII_NON_LETTERS = bytes(code for code in range(128) if not chr(code).isalpha())
 _HASH_BASE = np.uint64(0x100000001B3)
@@ -119,32 +119,6 @@ def truncated(finish_reason: str | None) -> str | None:
     return "truncated" if finish_reason == "length" else None
 
 
-def think_format(completion: str, format_ok: bool | None) -> str | None:
-    """Format of a completion that starts after the forced ``<think>\\n``: exactly one ``</think>``,
-    no other think tag except one leading ``<think>``, non-blank reasoning. A verifier's
-    ``format_ok`` (when not null) decides instead of the tag checks."""
-    if format_ok is not None:
-        return None if format_ok else "bad_think_format"
-    if THINK_CLOSE not in completion:
-        return "unclosed_think"
-    reasoning, answer = completion.split(THINK_CLOSE, 1)
-    reasoning = reasoning.lstrip()
-    if reasoning.startswith(THINK_OPEN):
-        reasoning = reasoning[len(THINK_OPEN) :]
-    if THINK_OPEN in reasoning or THINK_OPEN in answer or THINK_CLOSE in answer:
-        return "bad_think_format"
-    if not reasoning.strip():
-        return "empty_reasoning"
-    return None
-
-
-def missing_answer(completion: str, answer: str | None) -> str | None:
-    """``missing_answer`` when nothing but whitespace follows ``</think>`` (``answer`` if given)."""
-    if answer is None:
-        answer = completion.split(THINK_CLOSE, 1)[1] if THINK_CLOSE in completion else ""
-    return None if answer.strip() else "missing_answer"
-
-
 def length_outlier(completion_tokens: int | None, low: int | None, high: int | None) -> str | None:
     """``too_short``/``too_long`` against fixed bounds (either may be ``None``; null counts pass)."""
     if completion_tokens is None:
@@ -210,19 +184,21 @@ class QualityFilter:
     """Callable for ``map_batches(batch_format="pyarrow")``: marks infrastructure failures and
     quality drops (see the module docstring); one row out per row in, no row removed."""
 
-    def __init__(self, cfg: QualityConfig):
+    def __init__(self, cfg: QualityConfig, think_prefilled: bool = True):
         self.cfg = cfg
         self.allowed = frozenset(cfg.allowed_scripts)
+        self.think_prefilled = think_prefilled
 
-    def quality_reason(self, completion: str, answer: str | None, finish_reason, format_ok, completion_tokens) -> str | None:
+    def quality_reason(self, completion: str, finish_reason, completion_tokens) -> str | None:
         """First quality reason for one row, or ``None`` if it passes every enabled check."""
         cfg = self.cfg
         if cfg.drop_truncated and (reason := truncated(finish_reason)):
             return reason
-        if cfg.check_think_format and (reason := think_format(completion, format_ok)):
-            return reason
-        if cfg.require_answer and (reason := missing_answer(completion, answer)):
-            return reason
+        problem = format_problem(completion, self.think_prefilled)
+        if cfg.check_think_format and problem not in (None, "missing_answer"):
+            return problem
+        if cfg.require_answer and not split_completion(completion)[1]:
+            return "missing_answer"
         if reason := length_outlier(completion_tokens, cfg.min_completion_tokens, cfg.max_completion_tokens):
             return reason
         share = cfg.max_repeated_word_ngram_share
@@ -247,15 +223,13 @@ class QualityFilter:
         columns = zip(
             values(out, "drop_reason"),
             values(out, "completion"),
-            values(out, "answer"),
             values(out, "finish_reason"),
-            values(out, "format_ok"),
             values(out, "completion_tokens"),
             strict=True,
         )
         reasons = [
-            None if dropped is not None else self.quality_reason(completion or "", answer, finish, fmt, tokens)
-            for dropped, completion, answer, finish, fmt, tokens in columns
+            None if dropped is not None else self.quality_reason(completion or "", finish, tokens)
+            for dropped, completion, finish, tokens in columns
         ]
         out = mark_drops(out, reasons, "quality")
         if out.num_rows != table.num_rows:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ast
 
-from factory.rewards.answers import extract_code
-from factory.rewards.sandbox import SandboxLimits, run_sandboxed
-from factory.rewards.verdict import VerdictResult
+from factory.verifiers.answers import extract_code
+from factory.verifiers.sandbox import SandboxLimits, run_sandboxed
+from factory.verifiers.verdict import VerdictResult
 
 NAME = "code"
 VERSION = "1"

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from factory.rewards.math_verifier import MathVerifier, judge_math
+from factory.verifiers.math_verifier import MathVerifier, judge_math
 
 
 @pytest.fixture(scope="module")
