@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.sections import Section
+from factory.store.location import parse_root
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -16,7 +17,7 @@ class StoreConfig(Section):
     """Where and how a run's dataset snapshot is committed."""
 
     root: str
-    """Directory holding every dataset; a dataset lives in ROOT/DATASET (required: no silent default)."""
+    """Local directory, or s3://bucket/prefix or gs://bucket/prefix, holding every dataset in ROOT/DATASET (required)."""
     dataset: str
     """Dataset name; snapshots of one dataset share version numbers and the LATEST pointer."""
     rows_per_file: int = 100_000
@@ -31,6 +32,18 @@ class StoreConfig(Section):
     """Keep rejected rows (with drop_reason) in a "dropped" side table so filters can be audited."""
     gc_staging_after_s: float = 86_400.0
     """Staging dirs of crashed writers idle this long are deleted when the next writer begins."""
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    """S3-compatible endpoint (MinIO, Ceph, a local emulator); None = AWS_ENDPOINT_URL or the provider's default."""
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    """Bucket region for s3:// roots; None = AWS_REGION / AWS_DEFAULT_REGION or the client's default."""
+    allow_http: bool = False
+    """Permit a plain-http endpoint_url (a local emulator); credentials always come from the environment."""
+
+    @field_validator("root")
+    @classmethod
+    def _supported_root(cls, value: str) -> str:
+        parse_root(value)
+        return value
 
     @field_validator("dataset")
     @classmethod
@@ -57,4 +70,10 @@ class StoreConfig(Section):
     def _row_groups_fit_files(self) -> "StoreConfig":
         if self.row_group_rows > self.rows_per_file:
             raise ValueError("row_group_rows must be <= rows_per_file (a row group never spans files)")
+        return self
+
+    @model_validator(mode="after")
+    def _plain_http_is_explicit(self) -> "StoreConfig":
+        if self.endpoint_url and self.endpoint_url.startswith("http://") and not self.allow_http:
+            raise ValueError("endpoint_url is plain http: set allow_http: true (for a local emulator only)")
         return self

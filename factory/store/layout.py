@@ -10,10 +10,14 @@
         _manifest.json              written last inside the snapshot
       _claims/v000001               commit record: which staging dir owns the version (never removed)
       _staging/<unique>/            private work dirs of writers; ignored by readers
+        _incoming/…                 what the writer (driver or Ray) wrote, before the commit
+        _moves.json                 object storage only: which staged object becomes which part
       LATEST                        "v000001\\n", rewritten after every publish
 
-Local (POSIX) filesystems only: the commit relies on ``os.link`` failing when the target
-exists, and on ``os.rename`` of a directory being atomic within one filesystem.
+The same layout on a local path and under an object-store prefix: :class:`Layout` names the
+paths (or URIs) and lists versions through its ``files`` backend (:mod:`factory.store.local_files`
+or :mod:`factory.store.object_files`). The local file primitives below (``write_atomic``,
+``create_exclusive``) are the local backend's building blocks and the factory's atomic writes.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 VERSION = re.compile(r"^v(\d{6,})$")
 MANIFEST = "_manifest.json"
 CARD = "README.md"
 SIDE = "_side"
+INCOMING = "_incoming"
+MOVES = "_moves.json"
+CHUNK = 1 << 20
 
 
 def format_version(number: int) -> str:
@@ -45,57 +53,59 @@ def version_number(version: str) -> int:
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths of one dataset under a store root."""
+    """Paths (or URIs) of one dataset under a store root, and the version listings."""
 
     root: str
     dataset: str
+    files: Any = field(compare=False, repr=False)
+    """The backend: a LocalFiles or ObjectFiles rooted at ``root``."""
+
+    def _join(self, *parts: str) -> str:
+        return self.files.join(self.root, self.dataset, *parts)
 
     @property
     def base(self) -> str:
-        return os.path.join(self.root, self.dataset)
+        return self._join()
 
     @property
     def snapshots(self) -> str:
-        return os.path.join(self.base, "snapshots")
+        return self._join("snapshots")
 
     @property
     def staging(self) -> str:
-        return os.path.join(self.base, "_staging")
+        return self._join("_staging")
 
     @property
     def claims(self) -> str:
-        return os.path.join(self.base, "_claims")
+        return self._join("_claims")
 
     @property
     def latest_file(self) -> str:
-        return os.path.join(self.base, "LATEST")
+        return self._join("LATEST")
 
     def snapshot_dir(self, version: str) -> str:
-        return os.path.join(self.snapshots, version)
+        return self.files.join(self.snapshots, version)
 
     def claim_path(self, version: str) -> str:
-        return os.path.join(self.claims, version)
+        return self.files.join(self.claims, version)
 
     def ensure(self) -> None:
-        for path in (self.snapshots, self.staging, self.claims):
-            os.makedirs(path, exist_ok=True)
+        self.files.ensure_dirs(self.snapshots, self.staging, self.claims)
 
     def published_versions(self) -> list[str]:
         """Versions whose snapshot dir holds a manifest, oldest first."""
-        names = _versions_in(self.snapshots)
-        return [v for v in names if os.path.isfile(os.path.join(self.snapshot_dir(v), MANIFEST))]
+        names = self._versions_in(self.snapshots)
+        return [v for v in names if self.files.exists(self.files.join(self.snapshot_dir(v), MANIFEST))]
 
     def claimed_versions(self) -> list[str]:
         """Versions with a commit record, oldest first (published or about to be)."""
-        return _versions_in(self.claims)
+        return self._versions_in(self.claims)
 
+    def read_json(self, path: str) -> dict:
+        return json.loads(self.files.read_bytes(path))
 
-def _versions_in(directory: str) -> list[str]:
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    return sorted((n for n in names if VERSION.match(n)), key=version_number)
+    def _versions_in(self, directory: str) -> list[str]:
+        return sorted((n for n in self.files.names(directory) if VERSION.match(n)), key=version_number)
 
 
 def fsync_dir(path: str) -> None:
@@ -149,8 +159,3 @@ def create_exclusive(path: str, data: bytes) -> bool:
 def dump_json(value: object) -> bytes:
     """Canonical, human-readable JSON bytes (sorted keys, trailing newline)."""
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
-
-
-def read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

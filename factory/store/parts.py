@@ -1,27 +1,26 @@
-"""Parquet part files: driver-side writing, and the commit-time step that renames whatever was
-written into a staging dir (by the driver or by Ray's ``write_parquet``) to deterministic names
+"""Parquet part files: driver-side writing, and the commit-time step that gives whatever was
+written into a staging dir (by the driver or by Ray's ``write_parquet``) deterministic names
 and records each file's row count, size and sha256.
 
 Covered: files ending in ``.parquet`` anywhere under the incoming dir; names starting with "."
 or "_" (``_SUCCESS``, ``.crc`` and similar writer droppings) are ignored; any other file is an
-error rather than silently left out of the snapshot. Not covered: re-encoding
-files another writer produced, so their codec and row-group sizes are that writer's choice
-(use :meth:`StagedSnapshot.ray_write_kwargs` to make Ray match the store's settings).
+error rather than silently left out of the snapshot. The commit never rewrites or sorts data and
+never holds more than one file's footer and one 1–8 MiB read buffer per I/O thread: it lists
+names, reads each footer (row count, schema) and streams each file once for its sha256.
+Not covered: re-encoding files another writer produced, so their codec and row-group sizes are
+that writer's choice (use :meth:`StagedSnapshot.ray_write_kwargs` to make Ray match the store's settings).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factory.store.errors import StoreError
-
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -41,43 +40,33 @@ class WriteOptions:
         return kwargs
 
 
-def write_split(table: pa.Table, directory: str, stem: str, options: WriteOptions) -> list[str]:
-    """Write ``table`` as ``stem-00000.parquet`` … of at most ``rows_per_file`` rows each; a
-    zero-row table still writes one file so its schema is kept. Returns the paths written."""
-    os.makedirs(directory, exist_ok=True)
+def write_split(table: pa.Table, directory: str, stem: str, options: WriteOptions, files) -> list[str]:
+    """Write ``table`` as ``stem-00000.parquet`` … of at most ``rows_per_file`` rows each through
+    the store backend ``files``; a zero-row table still writes one file so its schema is kept.
+    Returns the paths (or URIs) written."""
+    files.ensure_dirs(directory)
     starts = range(0, max(table.num_rows, 1), options.rows_per_file)
     paths = []
     for index, start in enumerate(starts):
-        path = os.path.join(directory, f"{stem}-{index:05d}.parquet")
-        pq.write_table(table.slice(start, options.rows_per_file), path, **options.parquet_kwargs())
+        path = files.join(directory, f"{stem}-{index:05d}.parquet")
+        pq.write_table(table.slice(start, options.rows_per_file), files.arrow_path(path),
+                       filesystem=files.arrow_fs, **options.parquet_kwargs())
         paths.append(path)
     return paths
 
 
-def incoming_files(directory: str) -> list[str]:
+def incoming_files(directory: str, files) -> list[str]:
     """Parquet files under ``directory`` in a stable order (sorted relative paths); StoreError
     for a file that is neither Parquet nor hidden ("." or "_" prefix)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        for name in filenames:
-            if name.startswith((".", "_")):
-                continue
-            if not name.endswith(".parquet"):
-                raise StoreError(f"{os.path.join(dirpath, name)}: only .parquet files can be committed")
-            found.append(os.path.relpath(os.path.join(dirpath, name), directory))
-    return [os.path.join(directory, rel) for rel in sorted(found)]
-
-
-def file_sha256(path: str, sync: bool = False) -> str:
-    """sha256 of a file; ``sync`` also fsyncs it, so the checksum describes durable bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-        if sync:
-            os.fsync(handle.fileno())
-    return digest.hexdigest()
+    for rel in files.walk(directory):
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith((".", "_")):
+            continue
+        if not name.endswith(".parquet"):
+            raise StoreError(f"{files.join(directory, rel)}: only .parquet files can be committed")
+        found.append(files.join(directory, rel))
+    return found
 
 
 def schema_record(schema: pa.Schema) -> dict:
@@ -107,33 +96,41 @@ def _check_columns(path: str, found: pa.Schema, expected: pa.Schema) -> None:
 
 
 def finalize(
-    incoming: str, target_dir: str, base: str, schema: pa.Schema | None, options: WriteOptions
-) -> tuple[pa.Schema, list[dict]]:
-    """Move the Parquet files under ``incoming`` to ``target_dir/part-NNNNN.parquet`` and describe them.
+    incoming: str, target_dir: str, base: str, schema: pa.Schema | None, options: WriteOptions, files
+) -> tuple[pa.Schema, list[dict], dict[str, str]]:
+    """Give the Parquet files under ``incoming`` the names ``target_dir/part-NNNNN.parquet`` and describe them.
 
     ``schema`` (or, if None, the first file's schema) is what every file must match by column
     names, order and types (nullability is not compared: writers do not all preserve it).
-    Returns (schema, entries) with entries ``{"path", "rows", "bytes", "sha256"}`` where ``path``
-    is relative to ``base`` (the snapshot dir). Raises StoreError if there are no files and no
-    schema, or a file's columns differ."""
-    sources = incoming_files(incoming)
+    Returns (schema, entries, moves): entries ``{"path", "rows", "bytes", "sha256"}`` with ``path``
+    relative to ``base`` (the snapshot dir), and ``moves`` {entry path: staged source relative to
+    ``base``} for the files the backend leaves in place until publish (object storage; locally
+    each file is renamed now and ``moves`` is empty). Raises StoreError if there are no files and
+    no schema, or a file's columns differ."""
+    sources = incoming_files(incoming, files)
     if not sources:
         if schema is None:
             raise StoreError(f"nothing to commit in {incoming}: no Parquet files and no schema given")
-        sources = write_split(schema.empty_table(), incoming, "empty", options)
+        sources = write_split(schema.empty_table(), incoming, "empty", options, files)
     if schema is None:
-        schema = pq.read_schema(sources[0]).remove_metadata()
-    os.makedirs(target_dir, exist_ok=True)
-    entries = []
-    for index, source in enumerate(sources):
-        metadata = pq.read_metadata(source)
-        _check_columns(source, metadata.schema.to_arrow_schema(), schema)
-        target = os.path.join(target_dir, f"part-{index:05d}.parquet")
-        os.rename(source, target)
-        entries.append({
-            "path": os.path.relpath(target, base),
-            "rows": metadata.num_rows,
-            "bytes": os.path.getsize(target),
-            "sha256": file_sha256(target, sync=True),
-        })
-    return schema.remove_metadata(), entries
+        schema = pq.read_schema(files.arrow_path(sources[0]), filesystem=files.arrow_fs).remove_metadata()
+    targets = [files.join(target_dir, f"part-{index:05d}.parquet") for index in range(len(sources))]
+    with ThreadPoolExecutor(files.io_threads) as pool:
+        described = list(pool.map(lambda pair: _describe(*pair, schema, files), zip(sources, targets)))
+    entries, moves = [], {}
+    for source, target, (location, rows, size, digest) in zip(sources, targets, described):
+        path = files.relative(target, base)
+        entries.append({"path": path, "rows": rows, "bytes": size, "sha256": digest})
+        if location != target:
+            moves[path] = files.relative(source, base)
+    return schema.remove_metadata(), entries, moves
+
+
+def _describe(source: str, target: str, schema: pa.Schema, files) -> tuple[str, int, int, str]:
+    """Check one file's columns from its footer, place it, and checksum it (one streamed read);
+    returns (where it is now, rows, bytes, sha256)."""
+    metadata = pq.read_metadata(files.arrow_path(source), filesystem=files.arrow_fs)
+    _check_columns(source, metadata.schema.to_arrow_schema(), schema)
+    placed = files.place(source, target)
+    location = target if placed else source
+    return location, metadata.num_rows, files.size(location), files.sha256(location, sync=placed)

@@ -1,36 +1,48 @@
-"""A published, immutable snapshot and the read API over it.
+"""A published, immutable snapshot and the read API over it, on a local path or object storage.
 
 Contract: readers use only the files the manifest lists (never a glob of the directory), so a
-stray file in the snapshot dir can never leak into a read. :meth:`Snapshot.verify` compares
-every listed file's size and sha256 with the manifest; reads do not verify implicitly.
+stray file in the snapshot dir can never leak into a read. ``files`` are absolute paths (local)
+or URIs (``s3://…``); ``filesystem`` is the pyarrow filesystem to read them with (None locally)
+and ``storage_options`` the fsspec equivalent (pandas, HF ``datasets``). Reads stream from the
+files (pyarrow datasets, Ray); :meth:`Snapshot.verify` compares every listed file's size and
+sha256 with the manifest, streaming each file once; reads do not verify implicitly.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
 from factory.store.errors import CorruptSnapshot, StoreError
-from factory.store.layout import MANIFEST, read_json
-from factory.store.parts import file_sha256, schema_from_record
+from factory.store.layout import MANIFEST
+from factory.store.local_files import LocalFiles
+from factory.store.parts import schema_from_record
 
 
 class Snapshot:
     """One committed version of a dataset: ``version``, ``path``, ``manifest`` and its files."""
 
-    def __init__(self, path: str, manifest: dict):
-        self.path = os.path.abspath(path)
+    def __init__(self, path: str, manifest: dict, files=None):
+        if files is None:
+            path = os.path.abspath(path)
+        self.store_files = files if files is not None else LocalFiles(path)
+        self.path = path
         self.manifest = manifest
         self.version: str = manifest["version"]
 
     @classmethod
-    def open(cls, path: str) -> "Snapshot":
-        """Load the snapshot in ``path`` from its ``_manifest.json``."""
-        manifest_path = os.path.join(path, MANIFEST)
-        if not os.path.isfile(manifest_path):
-            raise StoreError(f"{path} is not a snapshot: it has no {MANIFEST}")
-        return cls(path, read_json(manifest_path))
+    def open(cls, path: str, files=None) -> "Snapshot":
+        """Load the snapshot in ``path`` (a local dir, or a URI with its store backend ``files``)
+        from its ``_manifest.json``."""
+        files = files if files is not None else LocalFiles(path)
+        try:
+            manifest = json.loads(files.read_bytes(files.join(path, MANIFEST)))
+        except FileNotFoundError:
+            raise StoreError(f"{path} is not a snapshot: it has no {MANIFEST}") from None
+        return cls(path, manifest, files)
 
     def __repr__(self) -> str:
         return f"Snapshot({self.version!r}, rows={self.num_rows}, path={self.path!r})"
@@ -44,9 +56,26 @@ class Snapshot:
         return schema_from_record(self.manifest["schema"])
 
     @property
+    def filesystem(self):
+        """pyarrow filesystem for ``files`` (S3FileSystem / GcsFileSystem), or None for a local
+        snapshot. Ray takes it with the URIs (``ray.data.read_parquet(files, filesystem=…)``);
+        pyarrow itself wants the paths without the scheme (``arrow_paths``)."""
+        return self.store_files.arrow_fs
+
+    @property
+    def storage_options(self) -> dict | None:
+        """fsspec ``storage_options`` for ``files`` (pandas, HF ``datasets``); None for a local snapshot."""
+        return self.store_files.storage_options
+
+    @property
     def files(self) -> list[str]:
-        """Absolute paths of the data files, in manifest order."""
-        return [os.path.join(self.path, entry["path"]) for entry in self.manifest["files"]]
+        """Absolute paths (local) or URIs (object storage) of the data files, in manifest order."""
+        return [self.store_files.join(self.path, entry["path"]) for entry in self.manifest["files"]]
+
+    def arrow_paths(self, files: list[str] | None = None) -> list[str]:
+        """``files`` (default: the data files) in the form ``filesystem`` takes: no ``s3://``
+        (unchanged locally)."""
+        return [self.store_files.arrow_path(f) for f in (self.files if files is None else files)]
 
     def side_tables(self) -> list[str]:
         """Names of the side tables this snapshot carries (e.g. "dropped")."""
@@ -59,25 +88,36 @@ class Snapshot:
         return tables[name]
 
     def side_files(self, name: str) -> list[str]:
-        """Absolute paths of side table ``name``'s files; [] if the snapshot has no such table
+        """Paths or URIs of side table ``name``'s files; [] if the snapshot has no such table
         (a writer that had nothing to put in it, e.g. no dropped rows, leaves it out)."""
         if name not in self.manifest.get("side_tables", {}):
             return []
-        return [os.path.join(self.path, entry["path"]) for entry in self._side(name)["files"]]
+        return [self.store_files.join(self.path, entry["path"]) for entry in self._side(name)["files"]]
+
+    def to_arrow_dataset(self, side: str | None = None):
+        """A lazy ``pyarrow.dataset.Dataset`` over the data files (or side table ``side``):
+        scan it in batches (``to_batches``) to stream, or ``to_table(columns=…)`` to load."""
+        import pyarrow.dataset as ds
+
+        files, schema = (self.files, self.schema) if side is None else (
+            self.side_files(side), schema_from_record(self._side(side)["schema"]))
+        return ds.dataset(self.arrow_paths(files), schema=schema, format="parquet", filesystem=self.filesystem)
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """The data rows as one Arrow table (files in manifest order)."""
-        return _read(self.files, self.schema, columns)
+        return self.to_arrow_dataset().to_table(columns=columns)
 
     def read_side(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """Side table ``name`` as one Arrow table; KeyError if the snapshot has no such table."""
-        side = self._side(name)
-        return _read(self.side_files(name), schema_from_record(side["schema"]), columns)
+        return self.to_arrow_dataset(side=name).to_table(columns=columns)
 
     def to_ray(self, **read_parquet_kwargs):
-        """A Ray Dataset over the listed data files (``ray.data.read_parquet``)."""
+        """A Ray Dataset over the listed data files (``ray.data.read_parquet``, with the
+        snapshot's filesystem unless one is given)."""
         import ray.data
 
+        if self.filesystem is not None:
+            read_parquet_kwargs.setdefault("filesystem", self.filesystem)
         return ray.data.read_parquet(self.files, **read_parquet_kwargs)
 
     def verify(self) -> None:
@@ -86,24 +126,19 @@ class Snapshot:
         entries = list(self.manifest["files"])
         for side in self.manifest.get("side_tables", {}).values():
             entries.extend(side["files"])
-        problems = [p for entry in entries if (p := _check_file(self.path, entry))]
+        with ThreadPoolExecutor(self.store_files.io_threads) as pool:
+            problems = [p for p in pool.map(self._check_file, entries) if p]
         if problems:
             raise CorruptSnapshot(self.version, problems)
 
-
-def _read(files: list[str], schema: pa.Schema, columns: list[str] | None) -> pa.Table:
-    import pyarrow.dataset as ds
-
-    return ds.dataset(files, schema=schema, format="parquet").to_table(columns=columns)
-
-
-def _check_file(base: str, entry: dict) -> str | None:
-    path = os.path.join(base, entry["path"])
-    if not os.path.isfile(path):
-        return f"{entry['path']}: missing"
-    size = os.path.getsize(path)
-    if size != entry["bytes"]:
-        return f"{entry['path']}: {size} bytes, manifest says {entry['bytes']}"
-    if file_sha256(path) != entry["sha256"]:
-        return f"{entry['path']}: sha256 differs from the manifest"
-    return None
+    def _check_file(self, entry: dict) -> str | None:
+        path = self.store_files.join(self.path, entry["path"])
+        try:
+            size = self.store_files.size(path)
+        except FileNotFoundError:
+            return f"{entry['path']}: missing"
+        if size != entry["bytes"]:
+            return f"{entry['path']}: {size} bytes, manifest says {entry['bytes']}"
+        if self.store_files.sha256(path) != entry["sha256"]:
+            return f"{entry['path']}: sha256 differs from the manifest"
+        return None

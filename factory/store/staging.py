@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from factory.store.card import render_card
 from factory.store.code_revision import code_version
 from factory.store.config import DATASET_NAME
 from factory.store.errors import CommitConflict, StoreError
-from factory.store.layout import CARD, MANIFEST, SIDE, dump_json, format_version, version_number, write_atomic
+from factory.store.layout import CARD, INCOMING, MANIFEST, MOVES, SIDE, dump_json, format_version, version_number
 from factory.store.parts import finalize, incoming_files, schema_record, write_split
 from factory.store.snapshot import Snapshot
 
@@ -38,43 +37,54 @@ if TYPE_CHECKING:
 FORMAT = "distill-factory-snapshot/1"
 RESERVED = ("format", "dataset", "version", "parent", "created_at", "writer", "schema", "num_rows",
             "files", "side_tables")
-INCOMING = "_incoming"
 MAX_UNCHECKED_ATTEMPTS = 100
 
 
 class StagedSnapshot:
-    """Staging dir ``ROOT/DATASET/_staging/<id>``; see the module docstring for the contract."""
+    """Staging dir ``ROOT/DATASET/_staging/<id>`` (a local dir or an object-store prefix); see
+    the module docstring for the contract."""
 
     def __init__(self, store: "SnapshotStore", staging_id: str, parent: str | None, check_parent: bool,
                  schema: pa.Schema | None):
         self.store = store
+        self.files = store.layout.files
         self.id = staging_id
-        self.path = os.path.join(store.layout.staging, staging_id)
+        self.path = self.files.join(store.layout.staging, staging_id)
         self.parent = parent
         self.check_parent = check_parent
         self.schema = schema
         self.state = "open"
         self._writes = 0
-        os.makedirs(self.data_dir)
+        self.files.ensure_dirs(self.data_dir)
 
     @property
     def data_dir(self) -> str:
-        """Directory the pipeline writes data Parquet files into (driver or Ray ``write_parquet``)."""
-        return os.path.join(self.path, INCOMING, "data")
+        """Directory (path or URI) the pipeline writes data Parquet files into (driver, or Ray
+        ``write_parquet(staged.data_dir, **staged.ray_write_kwargs())``)."""
+        return self.files.join(self.path, INCOMING, "data")
 
     def side_dir(self, name: str) -> str:
         """Directory for side table ``name`` (e.g. "dropped", "signatures"); created on first use."""
         if not DATASET_NAME.match(name):
             raise ValueError(f"side table name {name!r} must match {DATASET_NAME.pattern}")
-        path = os.path.join(self.path, INCOMING, "side", name)
-        os.makedirs(path, exist_ok=True)
+        path = self.files.join(self.path, INCOMING, "side", name)
+        self.files.ensure_dirs(path)
         return path
+
+    @property
+    def filesystem(self):
+        """The pyarrow filesystem of ``data_dir`` and ``side_dir`` (None for a local store); pyarrow
+        takes paths without the scheme on it: ``staged.files.arrow_path(uri)``."""
+        return self.files.arrow_fs
 
     def ray_write_kwargs(self) -> dict:
         """Keyword arguments for ``Dataset.write_parquet(staged.data_dir, **kwargs)`` matching the
-        store's file size, row-group size and codec."""
+        store's file size, row-group size and codec, with ``filesystem=`` for object storage."""
         options = self.store.options
-        return {"max_rows_per_file": options.rows_per_file, **options.parquet_kwargs()}
+        kwargs = {"max_rows_per_file": options.rows_per_file, **options.parquet_kwargs()}
+        if self.files.arrow_fs is not None:
+            kwargs["filesystem"] = self.files.arrow_fs
+        return kwargs
 
     def write_table(self, table: pa.Table, side: str | None = None) -> list[str]:
         """Write ``table`` (conformed to the stage's schema for data writes) as files of at most
@@ -84,12 +94,12 @@ class StagedSnapshot:
             table = conform(table, self.schema)
         directory = self.data_dir if side is None else self.side_dir(side)
         self._writes += 1
-        return write_split(table, directory, f"driver-{self._writes:06d}", self.store.options)
+        return write_split(table, directory, f"driver-{self._writes:06d}", self.store.options, self.files)
 
     def abort(self) -> None:
         """Discard the staging dir (no-op once committed or aborted)."""
         if self.state == "open":
-            shutil.rmtree(self.path, ignore_errors=True)
+            self.files.remove_tree(self.path)
             self.state = "aborted"
 
     def __enter__(self) -> "StagedSnapshot":
@@ -121,21 +131,28 @@ class StagedSnapshot:
         protocol.publish(self.store.layout, self.path, version)
         self.state = "committed"
         protocol.update_latest(self.store.layout)
-        return Snapshot.open(self.store.layout.snapshot_dir(version))
+        return Snapshot.open(self.store.layout.snapshot_dir(version), self.files)
 
     def _finalize(self, manifest: dict) -> dict:
-        incoming = os.path.join(self.path, INCOMING)
-        options = self.store.options
-        schema, files = finalize(self.data_dir, self.path, self.path, self.schema, options)
+        """Name and checksum every staged file; locally the incoming dir is then removed, on
+        object storage ``_moves.json`` records which staged object becomes which part."""
+        files, options = self.files, self.store.options
+        incoming = files.join(self.path, INCOMING)
+        schema, entries, moves = finalize(self.data_dir, self.path, self.path, self.schema, options, files)
         sides = {}
-        side_root = os.path.join(incoming, "side")
-        for name in sorted(os.listdir(side_root)) if os.path.isdir(side_root) else []:
-            if incoming_files(os.path.join(side_root, name)):
-                side_schema, side_files = finalize(os.path.join(side_root, name),
-                                                   os.path.join(self.path, SIDE, name), self.path, None, options)
+        side_root = files.join(incoming, "side")
+        for name in sorted(files.names(side_root)):
+            side_dir = files.join(side_root, name)
+            if incoming_files(side_dir, files):
+                side_schema, side_files, side_moves = finalize(side_dir, files.join(self.path, SIDE, name), self.path,
+                                                               None, options, files)
+                moves.update(side_moves)
                 sides[name] = {"schema": schema_record(side_schema), "files": side_files,
                                "num_rows": sum(f["rows"] for f in side_files)}
-        shutil.rmtree(incoming)
+        if moves:
+            files.write(files.join(self.path, MOVES), dump_json(moves))
+        else:
+            files.remove_tree(incoming)
         return {
             "code_version": code_version(),
             **manifest,
@@ -143,8 +160,8 @@ class StagedSnapshot:
             "dataset": self.store.dataset,
             "writer": {"host": socket.gethostname(), "pid": os.getpid(), "staging": self.id},
             "schema": schema_record(schema),
-            "num_rows": sum(f["rows"] for f in files),
-            "files": files,
+            "num_rows": sum(f["rows"] for f in entries),
+            "files": entries,
             "side_tables": sides,
         }
 
@@ -173,8 +190,8 @@ class StagedSnapshot:
 
     def _write_metadata(self, manifest: dict, card: str | None) -> None:
         """Card first, manifest last: a staging dir with a manifest is complete."""
-        write_atomic(os.path.join(self.path, CARD), (card if card is not None else render_card(manifest)).encode())
-        write_atomic(os.path.join(self.path, MANIFEST), dump_json(manifest))
+        self.files.write(self.files.join(self.path, CARD), (card if card is not None else render_card(manifest)).encode())
+        self.files.write(self.files.join(self.path, MANIFEST), dump_json(manifest))
 
 
 def _check_manifest(manifest: dict) -> None:

@@ -1,4 +1,6 @@
-"""``SnapshotStore``: versioned, atomically committed Parquet snapshots of one dataset.
+"""``SnapshotStore``: versioned, atomically committed Parquet snapshots of one dataset, under a
+local directory or an object-store prefix (``s3://bucket/prefix``, ``gs://…``; see
+:mod:`factory.store.location`).
 
 Readers (``versions``, ``latest``, ``get``) only look at published snapshot dirs; they never
 write and never see staging dirs or half-committed versions. Writers (``begin``) and
@@ -10,7 +12,6 @@ file is the same name for tools that do not list directories, written after each
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 
@@ -20,20 +21,24 @@ from factory.store import commit as protocol
 from factory.store.config import DATASET_NAME, StoreConfig
 from factory.store.errors import SnapshotNotFound
 from factory.store.layout import Layout, version_number
+from factory.store.local_files import LocalFiles
+from factory.store.location import ObjectSettings, parse_root
 from factory.store.parts import WriteOptions
 from factory.store.snapshot import Snapshot
 from factory.store.staging import StagedSnapshot
 
 
 class SnapshotStore:
-    """Snapshots of dataset ``dataset`` under ``root`` (created on first write)."""
+    """Snapshots of dataset ``dataset`` under ``root`` (a path or URI; created on first write).
+    ``object_settings`` says how to reach an object store (ignored for a local root)."""
 
     def __init__(self, root: str, dataset: str, options: WriteOptions = WriteOptions(),
-                 gc_staging_after_s: float | None = None):
+                 gc_staging_after_s: float | None = None, object_settings: ObjectSettings = ObjectSettings()):
         if not DATASET_NAME.match(dataset):
             raise ValueError(f"dataset {dataset!r} must match {DATASET_NAME.pattern}")
         self.dataset = dataset
-        self.layout = Layout(os.path.abspath(root), dataset)
+        files = _open_files(root, object_settings)
+        self.layout = Layout(files.root, dataset, files)
         self.options = options
         self.gc_staging_after_s = gc_staging_after_s
 
@@ -41,7 +46,13 @@ class SnapshotStore:
     def from_config(cls, config: StoreConfig) -> "SnapshotStore":
         options = WriteOptions(config.rows_per_file, config.row_group_rows, config.compression,
                                config.compression_level)
-        return cls(config.root, config.dataset, options, config.gc_staging_after_s)
+        settings = ObjectSettings(config.endpoint_url, config.region, config.allow_http)
+        return cls(config.root, config.dataset, options, config.gc_staging_after_s, settings)
+
+    @property
+    def files(self):
+        """The storage backend (LocalFiles or ObjectFiles): paths, ``arrow_fs``, ``storage_options``."""
+        return self.layout.files
 
     def versions(self) -> list[str]:
         """Published versions, oldest first."""
@@ -50,14 +61,14 @@ class SnapshotStore:
     def latest(self) -> Snapshot | None:
         """The newest published snapshot, or None if there is none."""
         versions = self.versions()
-        return Snapshot.open(self.layout.snapshot_dir(versions[-1])) if versions else None
+        return Snapshot.open(self.layout.snapshot_dir(versions[-1]), self.files) if versions else None
 
     def get(self, version: str) -> Snapshot:
         """The published snapshot ``version`` (e.g. "v000003"); SnapshotNotFound otherwise."""
         version_number(version)
         if version not in self.versions():
             raise SnapshotNotFound(f"{self.dataset} has no published snapshot {version} (has {self.versions()})")
-        return Snapshot.open(self.layout.snapshot_dir(version))
+        return Snapshot.open(self.layout.snapshot_dir(version), self.files)
 
     def begin(self, parent: str | None = "latest", schema: pa.Schema | None = None) -> StagedSnapshot:
         """Start a staged snapshot. ``parent``: "latest" (the newest version now, or an empty
@@ -85,26 +96,25 @@ class SnapshotStore:
         longer than that loses its staging dir, so pick a threshold well above a run's length."""
         protocol.roll_forward(self.layout)
         keep = protocol.pending_stagings(self.layout)
-        try:
-            names = os.listdir(self.layout.staging)
-        except FileNotFoundError:
-            return []
         cutoff = time.time() - older_than_s
         removed = []
-        for name in sorted(names):
-            path = os.path.join(self.layout.staging, name)
-            if name not in keep and _newest_mtime(path) < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
+        for name in sorted(self.files.names(self.layout.staging)):
+            path = self.files.join(self.layout.staging, name)
+            try:
+                stale = name not in keep and self.files.newest_mtime(path) < cutoff
+            except FileNotFoundError:  # removed meanwhile (a publish, another gc)
+                continue
+            if stale:
+                self.files.remove_tree(path)
                 removed.append(path)
         return removed
 
 
-def _newest_mtime(path: str) -> float:
-    newest = os.path.getmtime(path)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            try:
-                newest = max(newest, os.path.getmtime(os.path.join(dirpath, name)))
-            except FileNotFoundError:
-                continue
-    return newest
+def _open_files(root: str, settings: ObjectSettings):
+    """The storage backend for ``root``: LocalFiles, or ObjectFiles for ``s3://`` / ``gs://``."""
+    location = parse_root(root)
+    if location.is_local:
+        return LocalFiles(location.root)
+    from factory.store.object_files import ObjectFiles
+
+    return ObjectFiles(location, settings)
