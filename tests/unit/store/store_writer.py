@@ -1,8 +1,10 @@
 """Subprocess writer used by the crash and race tests (not a test module).
 
 usage: store_writer.py ROOT ROWS START CRASH_AT [GO_FILE]
-Stages ROWS rows starting at sample START, then either dies with ``os._exit`` at CRASH_AT
-("staged", "claim", "publish", "latest") or commits ("none"). With GO_FILE it first writes
+ROOT is a path or an s3:// URI (the endpoint comes from AWS_ENDPOINT_URL). Stages ROWS rows
+starting at sample START, then either dies with ``os._exit`` at CRASH_AT ("staged", "claim",
+"publish", "latest", or on object storage "copy": after the first server-side copy of the
+publish) or commits ("none"). With GO_FILE it first writes
 GO_FILE.ready-<pid> and waits for GO_FILE to exist, so several writers commit at the same moment.
 Prints one JSON line: {"version": ...} or {"conflict": message}.
 """
@@ -38,6 +40,14 @@ def main() -> None:
         setattr(protocol, crash_at, _die)
     if crash_at == "latest":
         protocol.update_latest = _die
+    if crash_at == "copy":
+        real_copy = store.files._copy
+
+        def copy_then_die(*args):
+            real_copy(*args)
+            _die()
+
+        store.files._copy = copy_then_die
     if len(sys.argv) > 5:
         go = sys.argv[5]
         open(f"{go}.ready-{os.getpid()}", "w").close()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from factory.config import ConfigError, load_config
 from factory.store import SnapshotStore, StoreConfig, code_version
 from factory.store import code_revision
 from factory.store import config as config_module
+
+DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
 
 
 @pytest.mark.parametrize("overrides, field", [
@@ -24,6 +29,36 @@ from factory.store import config as config_module
 def test_invalid_value_names_the_field(overrides, field):
     with pytest.raises(ValidationError, match=field):
         StoreConfig(**{"root": "/tmp/x", "dataset": "d", **overrides})
+
+
+@pytest.mark.parametrize("root", ["hdfs://namenode/datasets", "az://container/x", "http://host/x", "s3://"])
+def test_unsupported_root_uri_fails_validation_naming_store_root(root):
+    with pytest.raises(ConfigError, match=r"store\.root: .*(unsupported URI scheme|no valid bucket)"):
+        load_config(DEMO_CONFIG, (f"store.root={root}",))
+
+
+def test_s3_root_is_an_object_store_prefix_not_a_local_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # building the clients contacts nothing
+    cfg = load_config(DEMO_CONFIG, ("store.root=s3://bucket/x", "store.region=us-east-1")).store
+    store = SnapshotStore.from_config(cfg)
+    assert (store.layout.base, store.files.scheme) == ("s3://bucket/x/demo-arith", "s3")
+    assert os.listdir(tmp_path) == []
+
+
+def test_gs_root_is_accepted():
+    assert StoreConfig(root="gs://bucket/prefix", dataset="d").root == "gs://bucket/prefix"
+
+
+def test_file_uri_root_is_a_local_directory(tmp_path):
+    store = SnapshotStore(f"file://{tmp_path}", "d")
+    assert (store.layout.base, store.files.scheme) == (str(tmp_path / "d"), "local")
+
+
+def test_plain_http_endpoint_needs_allow_http():
+    with pytest.raises(ValidationError, match="allow_http"):
+        StoreConfig(root="s3://bucket/x", dataset="d", endpoint_url="http://127.0.0.1:9000")
+    assert StoreConfig(root="s3://bucket/x", dataset="d", endpoint_url="http://127.0.0.1:9000", allow_http=True)
 
 
 def test_row_groups_larger_than_files_are_rejected():
