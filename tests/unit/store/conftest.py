@@ -4,12 +4,11 @@ real S3-compatible server (moto's server mode) on 127.0.0.1 for the object-stora
 from __future__ import annotations
 
 import json
-import logging
-import os
 import uuid
 
 import pyarrow as pa
 import pytest
+from s3_server import moto_s3
 
 from factory.schema import DATASET_SCHEMA, conform
 from factory.store import SnapshotStore, WriteOptions
@@ -67,36 +66,13 @@ def commit_rows(store: SnapshotStore, n: int, start: int = 0, parent: str | None
 
 
 BUCKET = "factory-test"
-S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",  # moto accepts any credentials; set so that no client looks further
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance-metadata address for credentials
-}
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (free port) with bucket ``BUCKET``, stopped after the module.
-    The environment names it (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP), so writer subprocesses reach it too."""
-    import pyarrow.fs as pafs
-    from moto.server import ThreadedMotoServer
-
-    saved = dict(os.environ)
-    os.environ.update(S3_ENV)  # before any client exists
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true"})
-        pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True).create_dir(BUCKET)
+    """A moto S3 server on 127.0.0.1 with bucket ``BUCKET`` for the module (see s3_server.py)."""
+    with moto_s3(BUCKET) as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture
