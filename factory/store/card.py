@@ -75,5 +75,6 @@ import datasets; ds = datasets.load_dataset("parquet", data_files=files, split="
 import ray; ds = ray.data.read_parquet(files)
 ```
 
-Within distill-factory: `factory.store.SnapshotStore(root, "{name}").get("{version}").read()`.
+Within distill-factory: `factory.store.SnapshotStore(root, "{name}").get("{version}").read()`
+(`root` a path or an `s3://bucket/prefix`; for object storage see distill-factory's docs/object-storage.md).
 """

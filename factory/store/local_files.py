@@ -113,6 +113,9 @@ class LocalFiles:
         finally:
             os.close(fd)  # closing releases the lock
 
+    def check_conditional_puts(self, directory: str) -> None:
+        """Nothing to check: ``link`` and ``lockf`` are atomic on the filesystems this backend covers."""
+
     def place(self, source: str, target: str) -> bool:
         """Move a staged file to its final name inside the staging dir now (True: it moved)."""
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -25,6 +25,7 @@ GCS emulator with conditional writes).
 from __future__ import annotations
 
 import hashlib
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ from factory.store.errors import StoreError
 from factory.store.layout import CHUNK, INCOMING, MANIFEST, MOVES
 from factory.store.location import Location, ObjectSettings
 
-STREAM_CHUNK = 8 * CHUNK
+STREAM_CHUNK = 2 * CHUNK
 
 
 class ObjectFiles:
@@ -50,6 +51,7 @@ class ObjectFiles:
         self.settings = settings.resolved()
         self._store = _obstore(self.scheme, self.bucket, self.settings)
         self.arrow_fs = _arrow_fs(self.scheme, self.settings)
+        self._conditional_puts_checked = False
 
     @property
     def storage_options(self) -> dict:
@@ -129,7 +131,7 @@ class ObjectFiles:
         return bytes(result.bytes()), token
 
     def sha256(self, path: str, sync: bool = False) -> str:
-        """sha256 of the object, streamed in 8 MiB chunks (``sync`` is moot: a PUT is durable)."""
+        """sha256 of the object, streamed in 2 MiB chunks (``sync`` is moot: a PUT is durable)."""
         digest = hashlib.sha256()
         for chunk in obstore.get(self._store, self._key(path)).stream(min_chunk_size=STREAM_CHUNK):
             digest.update(chunk)
@@ -158,6 +160,23 @@ class ObjectFiles:
         except (PreconditionError, FileNotFoundError):
             return False
         return True
+
+    def check_conditional_puts(self, directory: str) -> None:
+        """Once per client: StoreError unless the store refuses a second create-if-absent PUT and
+        an if-match PUT with a wrong e-tag. A store that ignored those headers would let two
+        writers claim one version; this probe (a hidden object in ``directory``) catches it."""
+        if self._conditional_puts_checked:
+            return
+        probe = self.join(directory, f".conditional-put-probe-{uuid.uuid4().hex}")
+        try:
+            honoured = self.create(probe, b"1") and not self.create(probe, b"2") \
+                and not self.swap(probe, b"3", {"e_tag": '"not-the-current-etag"'})
+        finally:
+            obstore.delete(self._store, self._key(probe))
+        if not honoured:
+            raise StoreError(f"{self.root} does not honour conditional PUTs (If-None-Match / If-Match): "
+                             "commits there would not be atomic; use a store that supports them")
+        self._conditional_puts_checked = True
 
     def place(self, source: str, target: str) -> bool:
         """Objects are not renamed: ``publish`` copies ``source`` once, to the published name."""

@@ -5,7 +5,7 @@ and records each file's row count, size and sha256.
 Covered: files ending in ``.parquet`` anywhere under the incoming dir; names starting with "."
 or "_" (``_SUCCESS``, ``.crc`` and similar writer droppings) are ignored; any other file is an
 error rather than silently left out of the snapshot. The commit never rewrites or sorts data and
-never holds more than one file's footer and one 1–8 MiB read buffer per I/O thread: it lists
+never holds more than one file's footer and one 1–2 MiB read buffer per I/O thread: it lists
 names, reads each footer (row count, schema) and streams each file once for its sha256.
 Not covered: re-encoding files another writer produced, so their codec and row-group sizes are
 that writer's choice (use :meth:`StagedSnapshot.ray_write_kwargs` to make Ray match the store's settings).

@@ -75,6 +75,7 @@ class SnapshotStore:
         store), an explicit published version, or None for "append without a parent check".
         ``schema``: if given, driver writes are conformed to it and every data file must match it."""
         self.layout.ensure()
+        self.files.check_conditional_puts(self.layout.staging)
         protocol.roll_forward(self.layout)
         if self.gc_staging_after_s is not None:
             self.gc_staging(self.gc_staging_after_s)

@@ -108,3 +108,13 @@ def test_gc_staging_removes_a_stale_staging_prefix(s3_store):
     assert s3_store.gc_staging(older_than_s=3600) == []
     assert s3_store.gc_staging(older_than_s=0) == [staged.path]
     assert object_keys(s3_store, s3_store.layout.staging) == []
+
+
+def test_a_store_that_ignores_conditional_puts_is_refused_before_any_write(s3_store, monkeypatch):
+    import obstore
+
+    real_put = obstore.put
+    monkeypatch.setattr(obstore, "put", lambda store, path, data, mode=None: real_put(store, path, data))
+    with pytest.raises(StoreError, match="does not honour conditional PUTs"):
+        s3_store.begin()
+    assert object_keys(s3_store, s3_store.layout.base) == []

@@ -119,8 +119,10 @@ def test_latest_never_moves_back_when_updates_interleave(s3_root):
         return found
 
     def swap(path, data, token):
-        swaps.append(real_swap(path, data, token))
-        return swaps[-1]
+        swapped = real_swap(path, data, token)
+        if path == first.layout.latest_file:
+            swaps.append(swapped)
+        return swapped
 
     first.files.read_versioned, first.files.swap = read_versioned, swap
     staged = first.begin()
