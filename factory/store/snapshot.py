@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 
 from factory.store.errors import CorruptSnapshot, StoreError
-from factory.store.layout import MANIFEST
+from factory.store.layout import CARD, MANIFEST
 from factory.store.local_files import LocalFiles
 from factory.store.parts import schema_from_record
 
@@ -110,6 +110,22 @@ class Snapshot:
     def read_side(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """Side table ``name`` as one Arrow table; KeyError if the snapshot has no such table."""
         return self.to_arrow_dataset(side=name).to_table(columns=columns)
+
+    def write_file(self, name: str, data: bytes) -> str:
+        """Write ``name`` (a plain file name, e.g. "run_summary.json", "report.html") beside the
+        manifest, atomically (readers see the old or the new bytes); returns its path or URI.
+        Such files are not part of the data: not listed, not checksummed, never read by readers.
+        The manifest, the card and the listed files cannot be replaced this way."""
+        listed = {entry["path"] for entry in self.manifest["files"]}
+        if "/" in name or name in (MANIFEST, CARD, "", ".", "..") or name in listed:
+            raise ValueError(f"{name!r} is not a free file name beside {MANIFEST} in snapshot {self.version}")
+        path = self.store_files.join(self.path, name)
+        self.store_files.write(path, data)
+        return path
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of file ``name`` beside the manifest (FileNotFoundError when absent)."""
+        return self.store_files.read_bytes(self.store_files.join(self.path, name))
 
     def to_ray(self, **read_parquet_kwargs):
         """A Ray Dataset over the listed data files (``ray.data.read_parquet``, with the

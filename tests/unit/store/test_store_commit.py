@@ -195,3 +195,16 @@ def test_stray_file_in_snapshot_dir_is_not_read(store):
     pq.write_table(dataset_rows(5, start=100), os.path.join(snapshot.path, "part-99999.parquet"))
     reopened = SnapshotStore(store.layout.root, "demo").latest()
     assert reopened.read().num_rows == 3
+
+
+def test_write_file_puts_an_unlisted_file_beside_the_manifest(store):
+    snapshot = commit_rows(store, 2)
+    path = snapshot.write_file("run_summary.json", b"{}")
+    assert path == os.path.join(snapshot.path, "run_summary.json") and snapshot.read_file("run_summary.json") == b"{}"
+    assert store.latest().manifest == snapshot.manifest
+
+
+@pytest.mark.parametrize("name", ["_manifest.json", "README.md", "part-00000.parquet", "sub/x.json"])
+def test_write_file_cannot_replace_snapshot_files(store, name):
+    with pytest.raises(ValueError, match="not a free file name"):
+        commit_rows(store, 2).write_file(name, b"x")

@@ -118,3 +118,10 @@ def test_a_store_that_ignores_conditional_puts_is_refused_before_any_write(s3_st
     with pytest.raises(StoreError, match="does not honour conditional PUTs"):
         s3_store.begin()
     assert object_keys(s3_store, s3_store.layout.base) == []
+
+
+def test_write_file_puts_an_object_beside_the_manifest(s3_store):
+    snapshot = commit_rows(s3_store, 2)
+    assert snapshot.write_file("report.html", b"<html>") == f"{snapshot.path}/report.html"
+    assert snapshot.read_file("report.html") == b"<html>"
+    assert "report.html" in object_keys(s3_store, snapshot.path)
