@@ -209,7 +209,11 @@ class ObjectFiles:
         return True
 
     def remove_tree(self, directory: str) -> None:
+        """Delete every object under ``directory``, and the directory marker pyarrow's
+        ``create_dir`` (Ray's ``write_parquet``) may have left at ``directory`` itself."""
         keys = [meta["path"] for batch in obstore.list(self._store, self._key(directory)) for meta in batch]
+        if self.exists(directory):
+            keys.append(self._key(directory))
         if keys:
             obstore.delete(self._store, keys)
 

@@ -80,6 +80,11 @@ def test_ray_written_objects_are_committed_with_counts_matching_data(s3_snapshot
     s3_snapshot.verify()
 
 
+def test_no_staging_objects_or_directory_markers_remain(s3_snapshot):
+    store = SnapshotStore(s3_snapshot.path.split("/demo/")[0], "demo", OPTIONS)
+    assert store.files.names(store.layout.staging) == []
+
+
 def test_ray_writes_follow_the_store_write_options(s3_snapshot):
     for path in s3_snapshot.arrow_paths():
         metadata = pq.read_metadata(path, filesystem=s3_snapshot.filesystem)
