@@ -17,7 +17,7 @@ class StoreConfig(Section):
     """Where and how a run's dataset snapshot is committed."""
 
     root: str
-    """Local directory, or s3://bucket/prefix or gs://bucket/prefix, holding every dataset in ROOT/DATASET (required)."""
+    """Local directory, s3://bucket/prefix or gs://bucket/prefix holding every dataset in ROOT/DATASET (required)."""
     dataset: str
     """Dataset name; snapshots of one dataset share version numbers and the LATEST pointer."""
     rows_per_file: int = 100_000

@@ -59,6 +59,9 @@ class Layout:
     dataset: str
     files: Any = field(compare=False, repr=False)
     """The backend: a LocalFiles or ObjectFiles rooted at ``root``."""
+    _seen_published: set = field(default_factory=set, compare=False, repr=False)
+    """Versions already seen with a manifest: a published snapshot is never unpublished, so each
+    is checked once per process (one HEAD per version on object storage, not one per listing)."""
 
     def _join(self, *parts: str) -> str:
         return self.files.join(self.root, self.dataset, *parts)
@@ -95,7 +98,12 @@ class Layout:
     def published_versions(self) -> list[str]:
         """Versions whose snapshot dir holds a manifest, oldest first."""
         names = self._versions_in(self.snapshots)
-        return [v for v in names if self.files.exists(self.files.join(self.snapshot_dir(v), MANIFEST))]
+        for version in names:
+            if version in self._seen_published:
+                continue
+            if self.files.exists(self.files.join(self.snapshot_dir(version), MANIFEST)):
+                self._seen_published.add(version)
+        return [v for v in names if v in self._seen_published]
 
     def claimed_versions(self) -> list[str]:
         """Versions with a commit record, oldest first (published or about to be)."""

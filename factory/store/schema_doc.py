@@ -63,7 +63,8 @@ parts are named `part-NNNNN.parquet` and checksummed, the card and then the mani
 written, the version is claimed in `_claims/VERSION` (an atomic create-if-absent — `os.link`
 locally, `If-None-Match: *` on object storage: exactly one writer gets a version), the staging
 dir becomes `snapshots/VERSION` (one rename locally; server-side copies with the manifest last on
-object storage), and `LATEST` moves forward last by compare-and-swap (`If-Match` on object storage). A writer that began against parent X (the default: the latest version when it
+object storage), and `LATEST` moves forward last by compare-and-swap (`If-Match` on object
+storage). A writer that began against parent X (the default: the latest version when it
 began) can only become X+1: if another writer got there first it fails with `CommitConflict`
 and publishes nothing, so a duplicate scheduled run cannot publish twice. A crash before the
 claim leaves nothing visible; a crash after it is completed by the next writer.

@@ -190,7 +190,8 @@ class StagedSnapshot:
 
     def _write_metadata(self, manifest: dict, card: str | None) -> None:
         """Card first, manifest last: a staging dir with a manifest is complete."""
-        self.files.write(self.files.join(self.path, CARD), (card if card is not None else render_card(manifest)).encode())
+        text = card if card is not None else render_card(manifest)
+        self.files.write(self.files.join(self.path, CARD), text.encode())
         self.files.write(self.files.join(self.path, MANIFEST), dump_json(manifest))
 
 
