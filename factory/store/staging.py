@@ -9,6 +9,9 @@ runs) may only become version X+1; if another writer published or claimed X+1 fi
 ``commit`` raises :class:`CommitConflict` and does not retry, so a scheduled duplicate run
 cannot publish twice. A stage begun with ``parent=None`` takes the next free
 version and retries on a race, so concurrent unchecked writers all publish, in some order.
+
+On object storage the staging dir is a prefix (``data_dir``/``side_dir`` are URIs, written through
+``filesystem``); the protocol is the same (:mod:`factory.store.commit`).
 """
 
 from __future__ import annotations
