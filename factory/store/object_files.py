@@ -209,13 +209,13 @@ class ObjectFiles:
         return True
 
     def remove_tree(self, directory: str) -> None:
-        """Delete every object under ``directory``, and the directory marker pyarrow's
-        ``create_dir`` (Ray's ``write_parquet``) may have left at ``directory`` itself."""
-        keys = [meta["path"] for batch in obstore.list(self._store, self._key(directory)) for meta in batch]
-        if self.exists(directory):
-            keys.append(self._key(directory))
-        if keys:
-            obstore.delete(self._store, keys)
+        """Delete every object under ``directory`` (batched deletes), including the "dir/" marker
+        objects pyarrow's ``create_dir`` (Ray's ``write_parquet``) leaves, which obstore's
+        normalised paths cannot name; nothing to do when there is none."""
+        try:
+            self.arrow_fs.delete_dir(self.arrow_path(directory))
+        except FileNotFoundError:
+            pass
 
 
 def _obstore(scheme: str, bucket: str, settings: ObjectSettings):
