@@ -16,7 +16,7 @@ Covered, with the same operations as :mod:`factory.store.local_files`:
 Parquet bytes (driver writes, Ray ``write_parquet``, every reader) go through a pyarrow
 filesystem built from the same settings (``arrow_fs``). Credentials are never taken from config:
 both clients read the provider's usual environment (``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, profiles, instance and pod roles;
+``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, web-identity, container and instance roles;
 ``GOOGLE_APPLICATION_CREDENTIALS`` for GCS). Not covered: S3 server-side copies of objects over
 5 GB (keep ``rows_per_file`` so that parts stay below), and ``gs://`` is untested here (no local
 GCS emulator with conditional writes).
