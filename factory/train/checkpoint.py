@@ -97,7 +97,7 @@ def render_readme(card: dict) -> str:
         f"- steps: {card.get('step')} of {card.get('total_steps')}",
         f"- sample order: {card.get('curriculum')} (seed {card.get('config', {}).get('seed')})",
         f"- packing: {card.get('config', {}).get('packing')}, max_seq_len {card.get('config', {}).get('max_seq_len')}",
-        f"- truncated samples: {card.get('truncated_samples')}",
+        f"- samples longer than max_seq_len (dropped, not trained on): {card.get('overlong_samples')}",
         "",
         "Full config and data fingerprint: `training_card.json`.",
         "",

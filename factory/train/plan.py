@@ -10,9 +10,11 @@ then sample id, in the first epoch, and later epochs are seeded shuffles: repeat
 every epoch makes consecutive batches near-identical and training stalls (measured on the demo: loss
 0.76 after 528 steps vs 0.06 shuffled). The epochs' orders are concatenated into one stream, cut greedily
 into sequences (one sample each, or as many consecutive samples as fit in ``max_seq_len`` when
-packing) and the sequences are dealt round-robin to workers, so optimizer step ``s`` trains on global
-sequences ``[s*W*M*A, (s+1)*W*M*A)`` (W workers, M micro-batch, A accumulation). A trailing partial
-global batch is dropped (counted). Not covered: token-budget batching (batches count sequences).
+packing) and the sequences are dealt round-robin to data-parallel ranks, so optimizer step ``s``
+trains on global sequences ``[s*W*M*A, (s+1)*W*M*A)`` (W data-parallel ranks, M micro-batch, A
+accumulation). Every sample fits ``max_seq_len`` (longer ones are dropped before planning, see
+:mod:`factory.train.samples`). A trailing partial global batch is dropped (counted). Not covered:
+token-budget batching (batches count sequences).
 """
 
 from __future__ import annotations
@@ -86,10 +88,13 @@ def pack(lengths: np.ndarray, max_seq_len: int, packing: bool) -> np.ndarray:
 def build_plan(sample_ids: list[str], lengths: np.ndarray, pass_rates: np.ndarray, *, curriculum: str, seed: int,
                epochs: int, max_seq_len: int, packing: bool, num_workers: int, micro_batch_size: int,
                grad_accum: int, max_steps: int | None) -> DataPlan:
-    """Plan the whole run (see module contract). ``lengths`` are token counts after truncation."""
+    """Plan the whole run (see module contract); ``num_workers`` counts data-parallel ranks and every
+    length must be at most ``max_seq_len``."""
     if len(set(sample_ids)) != len(sample_ids):
         raise ValueError("sample_id must be unique across the training files")
     lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and int(lengths.max()) > max_seq_len:
+        raise ValueError(f"a sample of {int(lengths.max())} tokens exceeds max_seq_len {max_seq_len}: drop it before planning")
     pass_rates = np.asarray(pass_rates, dtype=np.float64)
     stream = np.concatenate([epoch_order(sample_ids, lengths, pass_rates, curriculum, seed, e) for e in range(epochs)])
     seq = pack(lengths[stream], max_seq_len, packing)

@@ -1,10 +1,18 @@
-"""SFT batches: which tokens carry loss, and packing without cross-sample attention."""
+"""SFT samples and batches: what is trained on, which tokens carry loss, one padding-free row per
+micro-batch, and packing without cross-sample attention under every attention kernel available."""
 
+import copy
+
+import numpy as np
 import pytest
 
 from factory import synthetic, tiny
-from factory.train.batching import IGNORE_INDEX, collate, summed_token_loss, target_tokens
-from factory.train.samples import encode, prompt_of
+from factory.train.batching import IGNORE_INDEX, collate, one_row_for, shard_for_sequence_parallel, target_tokens
+from factory.train.samples import encode, overlong_summary, render
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+"""A student template unlike the tiny teacher's R1 one (ChatML, no forced <think>)."""
 
 
 @pytest.fixture(scope="module")
@@ -12,69 +20,116 @@ def tokenizer():
     return tiny.build_tokenizer()
 
 
-@pytest.fixture(scope="module")
-def student(tokenizer):
-    model = tiny.new_model(tiny.SPEC.student, tokenizer, seed=0)
-    return model.eval()
-
-
-def _row(tokenizer, i: int) -> dict:
+def _row(i: int, completion: str | None = None) -> dict:
     problem = synthetic.make_problems(8, seed=5)[i]
     user = synthetic.user_message(problem["prompt"])
-    return {"sample_id": f"s{i}", "prompt_text": tiny.chat_prompt(tokenizer, user),
-            "completion": synthetic.completion_for(problem["prompt"]), "prompt": user}
+    completion = completion if completion is not None else synthetic.completion_for(problem["prompt"])
+    return {"sample_id": f"s{i}", "prompt_text": "TEACHER-RENDERED (must not be used)",
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "<think>\n" + completion}]}
 
 
 def test_only_completion_and_eos_carry_loss(tokenizer):
-    row = {"sample_id": "a", "prompt_text": tiny.chat_prompt(tokenizer, "1+1?"), "completion": "2\n</think>\n\n\\boxed{2}"}
-    sample = encode(tokenizer, row, max_seq_len=512)
-    batch = collate([[(sample.input_ids, sample.n_prompt)]], pad_id=tokenizer.pad_token_id)
-    labelled = [int(t) for t in batch["labels"][0] if t != IGNORE_INDEX]
-    assert tokenizer.decode(labelled, skip_special_tokens=False) == row["completion"] + tokenizer.eos_token
+    row = _row(0, completion="2\n</think>\n\n\\boxed{2}")
+    sample = encode(tokenizer, row)
+    batch = collate([[(sample.input_ids, sample.n_prompt)]], tokenizer.pad_token_id, one_row=False)
+    labelled = [int(t) for t in batch["targets"][0] if t != IGNORE_INDEX]
+    assert tokenizer.decode(labelled, skip_special_tokens=False) == "2\n</think>\n\n\\boxed{2}" + tokenizer.eos_token
     prompt_part = tokenizer.decode(batch["input_ids"][0][: sample.n_prompt], skip_special_tokens=False)
-    assert prompt_part.endswith("<｜Assistant｜><think>\n") and prompt_part.startswith(tokenizer.bos_token)
+    assert prompt_part.startswith(tokenizer.bos_token) and prompt_part.endswith("<｜Assistant｜><think>\n")
 
 
-def test_missing_prompt_text_is_rerendered_with_generation_prompt(tokenizer):
-    row = _row(tokenizer, 0)
-    assert prompt_of(tokenizer, {**row, "prompt_text": None}) == row["prompt_text"]
+def test_prompt_is_rendered_from_messages_with_the_students_template(tokenizer):
+    student = copy.deepcopy(tokenizer)
+    student.chat_template = CHATML
+    prompt, target = render(student, _row(1))
+    user = _row(1)["messages"][0]["content"]
+    assert prompt == f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n<think>\n"  # forced opening appended
+    assert not target.startswith("<think>") and "TEACHER" not in prompt
 
 
-def test_truncation_keeps_prompt_and_flags_sample(tokenizer):
-    row = _row(tokenizer, 1)
-    full = encode(tokenizer, row, max_seq_len=10_000)
-    cut = encode(tokenizer, row, max_seq_len=full.n_prompt + 3)
-    assert cut.truncated and not full.truncated
-    assert cut.input_ids == full.input_ids[: full.n_prompt + 3] and cut.n_target == 3
+def test_row_without_messages_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="messages"):
+        encode(tokenizer, {"sample_id": "x", "prompt_text": "p", "completion": "c", "messages": None})
 
 
-def test_packed_positions_restart_and_padding_carries_no_loss(tokenizer):
-    batch = collate([[([5, 6, 7], 1), ([8, 9], 1)], [([5, 6], 1)]], pad_id=0)
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 0, 1, 2]]
-    assert batch["labels"].tolist() == [[-100, 6, 7, -100, 9], [-100, 6, -100, -100, -100]]
+def test_long_sample_is_encoded_whole_not_cut(tokenizer):
+    long_row = _row(2, completion="7" * 3000)
+    assert len(encode(tokenizer, long_row).input_ids) > 3000
+
+
+def test_overlong_summary_counts_and_bins_dropped_lengths():
+    summary = overlong_summary(np.array([10, 100, 101, 125, 126, 150, 500, 900]), max_seq_len=100)
+    assert summary["count"] == 6 and summary["edges"] == [100, 125, 150, 200, 300, 400]
+    assert summary["counts"] == [2, 2, 0, 0, 0, 2]  # (100,125], (125,150], ..., > 400
+    assert (summary["min"], summary["max"]) == (101, 900)
+
+
+def test_flash_attention_layout_is_one_padding_free_row_with_restarted_positions():
+    batch = collate([[([5, 6, 7], 1), ([8, 9], 1)], [([5, 6], 1)]], pad_id=0, one_row=one_row_for("flash_attention_2"))
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 5, 6]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1]]
+    assert batch["targets"].tolist() == [[6, 7, -100, 9, -100, 6, -100]]  # never the next sample's first token
     assert target_tokens(batch) == 4
 
 
-def test_packed_sample_does_not_attend_to_previous_sample(tokenizer, student):
+def test_sdpa_layout_is_one_padded_row_per_sequence_and_padding_carries_no_loss():
+    batch = collate([[([5, 6, 7], 1), ([8, 9], 1)], [([5, 6], 1)]], pad_id=0, one_row=one_row_for("sdpa"))
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 0, 1, 2]]
+    assert batch["targets"].tolist() == [[6, 7, -100, 9, -100], [6, -100, -100, -100, -100]]
+    assert target_tokens(batch) == 4
+
+
+def test_sequence_parallel_shards_split_the_padded_row_without_losing_targets():
+    batch = collate([[([5, 6, 7], 1), ([8, 9], 1)]], pad_id=0, one_row=True)
+    shards = [shard_for_sequence_parallel(batch, r, 3, pad_id=0) for r in range(3)]
+    assert [s["input_ids"].shape[1] for s in shards] == [2, 2, 2]
+    assert sum(target_tokens(s) for s in shards) == target_tokens(batch)
+    assert [int(t) for s in shards for t in s["position_ids"][0]] == [0, 1, 2, 0, 1, 2]
+
+
+def _available_attention() -> list[str]:
+    import importlib.util
+
+    return ["eager", "sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
+
+
+@pytest.mark.parametrize("one_row", [False, True])
+@pytest.mark.parametrize("attn", _available_attention())
+def test_perturbing_one_packed_sample_leaves_the_next_samples_loss_unchanged(tokenizer, attn, one_row, tmp_path):
+    """Sample B's loss is the same after A (packed before it) is replaced by other tokens of another
+    length, in both layouts; flex_attention is absent here (no CPU backward in torch 2.13)."""
     import torch
 
-    a, b, other_a = (encode(tokenizer, _row(tokenizer, i), 512) for i in (2, 3, 4))
-    logits = []
+    from factory.train.loss import TokenLossModel
+    from factory.train.model import load_student
+
+    model_dir = tmp_path / "student"
+    tiny.new_model(tiny.SPEC.student, tokenizer, seed=0).save_pretrained(model_dir)
+    lm, _ = load_student(str(model_dir), dtype="fp32", attn_implementation=attn, gradient_checkpointing=False)
+    model = TokenLossModel(lm.eval(), chunk_tokens=None)
+    a, other_a, b, c = (encode(tokenizer, _row(i)) for i in (2, 4, 3, 5))
+    assert len(a.input_ids) != len(other_a.input_ids)
+    losses = []
     for first in (a, other_a):
-        batch = collate([[(first.input_ids, first.n_prompt), (b.input_ids, b.n_prompt)]], tokenizer.pad_token_id)
+        sequences = [[(first.input_ids, first.n_prompt), (b.input_ids, b.n_prompt)], [(c.input_ids, c.n_prompt)]]
+        batch = collate(sequences, tokenizer.pad_token_id, one_row)
+        batch["targets"][0, :len(first.input_ids)] = IGNORE_INDEX  # B's loss (and C's) only
         with torch.no_grad():
-            out = student(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-        logits.append(out[0, len(first.input_ids):len(first.input_ids) + len(b.input_ids)])
-    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+            losses.append(model(**batch))
+    assert lm.config._attn_implementation == attn
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-6)
 
 
-def test_packed_loss_equals_unpacked_loss(tokenizer, student):
-    """Same samples, packed into one sequence vs one per row: summed token loss equal within 1e-4 relative."""
+def test_packed_loss_equals_sum_of_single_sample_losses(tokenizer):
     import torch
 
-    samples = [encode(tokenizer, _row(tokenizer, i), 512) for i in range(4)]
+    from factory.train.loss import TokenLossModel
+
+    model = TokenLossModel(tiny.new_model(tiny.SPEC.student, tokenizer, seed=0).eval(), chunk_tokens=None)
+    samples = [encode(tokenizer, _row(i)) for i in range(4)]
     pairs = [(s.input_ids, s.n_prompt) for s in samples]
-    packed, unpacked = collate([pairs], tokenizer.pad_token_id), collate([[p] for p in pairs], tokenizer.pad_token_id)
-    assert target_tokens(packed) == target_tokens(unpacked) == sum(s.n_target for s in samples)
+    packed = collate([pairs[:3], pairs[3:]], tokenizer.pad_token_id, one_row=False)
+    assert target_tokens(packed) == sum(s.n_target for s in samples)
     with torch.no_grad():
-        torch.testing.assert_close(summed_token_loss(student, packed), summed_token_loss(student, unpacked), rtol=1e-4, atol=1e-4)
+        alone = sum(model(**collate([[p]], tokenizer.pad_token_id, one_row=False)) for p in pairs)
+        torch.testing.assert_close(model(**packed), alone, rtol=1e-5, atol=1e-5)

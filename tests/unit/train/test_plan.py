@@ -66,3 +66,9 @@ def test_duplicate_sample_ids_are_refused():
 def test_for_rank_from_resume_step_keeps_only_later_steps():
     part = _plan().for_rank(1, start_step=1).to_pylist()
     assert part and all(row["rank"] == 1 and row["step"] >= 1 for row in part)
+
+
+def test_sample_longer_than_max_seq_len_is_refused_not_cut():
+    with pytest.raises(ValueError, match="exceeds max_seq_len"):
+        build_plan(["a", "b"], np.array([3, 11]), np.array([0.0, 0.0]), curriculum="shuffle", seed=0, epochs=1,
+                   max_seq_len=10, packing=False, num_workers=1, micro_batch_size=1, grad_accum=1, max_steps=None)
