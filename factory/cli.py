@@ -7,7 +7,7 @@
     factory eval CONFIG [--checkpoint DIR]
     factory report SNAPSHOT_DIR        rebuild a snapshot's HTML report
     factory jobs [--address A] [--wait ID]
-    factory tiny build --out DIR       build the tiny test models
+    factory tiny build [--out DIR]     build the tiny test models (default: into the cache)
     factory serve --model DIR          Gradio chat UI for a checkpoint
 """
 
@@ -32,57 +32,9 @@ def _load(args):
 
 
 def _print_summary(summary) -> None:
-    print("\n== distill-factory run ==")
-    for stage, c in summary.counts.items():
-        print(f"  {stage:<10} {c['in']:>7} → {c['out']:>7}")
-    for reason, n in summary.drops.items():
-        print(f"  dropped {reason}: {n}")
-    from factory.evaluate import MODELS
+    from factory.summary import render
 
-    for name in MODELS:
-        result = summary.eval.get(name)
-        if result:
-            reused = f" (reused: measured {result.get('measured_at')})" if result.get("reused_from") else ""
-            print(f"  eval {name}: {_accuracy_line(result)}{_cost_line(result)}{reused}")
-            sources = result.get("by_source") or {}
-            for source, scores in sources.items() if len(sources) > 1 else ():
-                print(f"    {source}: {_accuracy_line(scores)}")
-    if summary.eval.get("student_vs_teacher"):
-        print(f"  {_comparison_line(summary.eval['student_vs_teacher'])}")
-    print(f"  dataset:    {summary.dataset}")
-    print(f"  manifest:   {summary.manifest}")
-    print(f"  checkpoint: {summary.checkpoint}")
-    print(f"  report:     {summary.report}")
-    print(json.dumps(summary.headline()))
-
-
-def _accuracy_line(scores: dict) -> str:
-    """"accuracy 0.925 on 200 problems" (n/a when every sample was an error)."""
-    accuracy = "n/a" if scores["accuracy"] is None else f"{scores['accuracy']:.3f}"
-    errors = f" ({scores['errors']} errors)" if scores.get("errors") else ""
-    return f"accuracy {accuracy} on {scores.get('problems')} problems{errors}"
-
-
-def _cost_line(result: dict) -> str:
-    """", 812 tok/s, p50 0.41 s, peak RSS 2100 MiB" from an eval result (whatever was measured)."""
-    parts = []
-    if result.get("output_tokens_per_s") is not None:
-        parts.append(f"{result['output_tokens_per_s']:.0f} tok/s")
-    if result.get("latency_p50_s") is not None:
-        parts.append(f"p50 {result['latency_p50_s']:.2f} s")
-    if result.get("peak_rss_bytes") is not None:
-        parts.append(f"peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB")
-    return "".join(f", {p}" for p in parts)
-
-
-def _comparison_line(ratios: dict) -> str:
-    """"student_after / teacher: accuracy 0.944, output tok/s 1.19x, ..." (figures measured for both)."""
-    from factory.evaluate import COMPARED
-
-    parts = [f"{label} {ratios[key]:.3f}" if key == "accuracy" else f"{label} {ratios[key]:.2f}x"
-             for key, label in COMPARED.items() if ratios.get(key) is not None]
-    note = "" if ratios.get("costs_comparable", True) else " (speed/memory not compared: a result was reused)"
-    return f"{ratios['student']} / teacher: " + ", ".join(parts) + note
+    print("\n".join(render(summary)))
 
 
 def cmd_validate(args) -> int:
@@ -111,9 +63,9 @@ def cmd_refresh(args) -> int:
         job_id, new = submit("refresh", cfg, args.config, args.slot, address=args.address, extra_args=extra)
         print(json.dumps({"submission_id": job_id, "submitted": new}))
         return 0
-    from factory.refresh import run_refresh
+    from factory.flow import run_distill
 
-    _print_summary(run_refresh(cfg))
+    _print_summary(run_distill(cfg, incremental=True))
     return 0
 
 
@@ -147,7 +99,7 @@ def cmd_jobs(args) -> int:
 def cmd_tiny(args) -> int:
     from factory import tiny
 
-    return tiny.main(["build", "--out", args.out, "--seed", str(args.seed)])
+    return tiny.main(["build"] + (["--out", args.out, "--seed", str(args.seed)] if args.out else []))
 
 
 def cmd_serve(args) -> int:
@@ -191,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_jobs)
     p = sub.add_parser("tiny")
     p.add_argument("action", choices=["build"])
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (default: the shared cache, seed 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed (only with --out)")
     p.set_defaults(fn=cmd_tiny)
     p = sub.add_parser("serve")
     p.add_argument("--model", required=True)

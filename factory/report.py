@@ -2,24 +2,21 @@
 
 Inputs, all read from the snapshot directory:
 
-- ``_manifest.json`` (required). Keys read, each optional except ``version``:
-  ``dataset``, ``version``, ``created_at``, ``run``, ``config_hash``, ``code_version``, ``num_rows``,
-  ``counts`` {stage: {"in": n, "out": n}}, ``drops`` {"stage:reason": n},
-  ``timings`` {stage: {"seconds": s, "rows_per_s": r}}, ``generation`` {name: number} (throughput etc.),
-  ``dedup`` {name: number, ..., "cluster_sizes": {size: clusters}},
-  ``decontam`` {benchmark: {"hits": n, ...}} (non-dict values are shown as overall figures),
-  ``eval`` {"teacher" | "student_before" | "student_after": {"accuracy": a, ...}, "ratio": r,
-  "student_vs_teacher": {figure: ratio}},
-  ``train`` {name: value}, ``lineage`` {...}, ``files`` [{"path": ...}],
-  ``side_tables`` {"dropped": {"files": [{"path": ...}]}}.
+- ``_manifest.json`` (required). Keys read, each optional except ``version``: ``dataset``, ``version``,
+  ``created_at``, ``run``, ``config_hash``, ``code_version``, ``num_rows``, ``stages`` (the pipeline's
+  per-stage records in order: rows and kept rows in/out, drops by reason, busy and wall seconds,
+  barrier, stats, and an optional custom ``view`` — see :mod:`factory.pipeline`), ``drops``
+  {"stage:reason": n}, ``lineage`` {...}, ``files`` [{"path": ...}], ``side_tables``
+  {"dropped": {"files": [{"path": ...}]}}.
 - ``run_summary.json`` (optional, written after the immutable manifest by training/evaluation): its
-  ``eval``, ``train`` and ``timings``/``counts`` entries are laid over the manifest's.
+  ``eval``, ``train`` and ``phases`` entries.
 - Parquet data files (kept rows) and the ``_side/dropped`` side table (rejected rows), columns per
   :mod:`factory.schema`; only ``prompt_id``, ``reward``, ``completion_tokens`` and ``pass_rate`` are read.
 
-Sections: overview, rows per stage, drops by reason, reward and response-length distributions (kept vs
-dropped), per-prompt pass rate, dedup clusters, decontamination hits, timing/throughput, student vs
-teacher accuracy, training, lineage. A section whose inputs are absent says "not run" instead of failing.
+Sections: overview, the pipeline (every stage the same way, in pipeline order), drops by reason, reward
+and response-length distributions (kept vs dropped), per-prompt pass rate, one section per stage that
+provides a view, timing, student vs teacher (rendered from :mod:`factory.eval_fields`, like the CLI
+summary), training, lineage. A section whose inputs are absent says "not run" instead of failing.
 Not covered: comparing snapshots, or anything needing network access (the HTML embeds its PNG charts).
 """
 
@@ -34,19 +31,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import report_plots as plots
-from factory.evaluate import COMPARED
-from factory.evaluate import MODELS as EVAL_MODELS
+from factory.atomic import write_atomic
+from factory.paths import MANIFEST, REPORT, RUN_SUMMARY
+from factory.eval_fields import MODEL_LABELS, MODELS, model_rows, present_models, ratio_rows
 
-MANIFEST = "_manifest.json"
-RUN_SUMMARY = "run_summary.json"
-REPORT = "report.html"
 ROW_COLUMNS = ["prompt_id", "reward", "completion_tokens", "pass_rate"]
-COST_COLUMNS = {  # eval result key -> report column (factory.evaluate's cost figures)
-    "output_tokens_per_s": "output tok/s", "latency_p50_s": "latency p50 (s)", "latency_p90_s": "latency p90 (s)",
-    "token_latency_p50_s": "latency/token p50 (s)",
-    "peak_rss_bytes": "peak RSS (MiB)", "peak_device_bytes": "peak GPU (MiB)", "weights_bytes": "weights (MiB)",
-    "engine_start_s": "engine start (s)", "generation_s": "generation (s)", "actors": "actors",
-}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -71,17 +60,17 @@ def build_report(snapshot_dir: str, out_path: str | None = None) -> str:
     info = _overlay_run_summary(manifest, os.path.join(snapshot_dir, RUN_SUMMARY))
     kept = _read_rows(_data_files(snapshot_dir, manifest))
     dropped = _read_rows(_dropped_files(snapshot_dir, manifest))
+    stages = info.get("stages") or []
     body = "\n".join([
         _overview(info),
-        _section("Rows per stage", _counts_table(info.get("counts"))),
+        _section("Pipeline", _pipeline(stages)),
         _section("Drops by reason", _drops(info.get("drops"))),
         _section("Reward distribution", _distribution(kept, dropped, "reward", "reward-model score")),
         _section("Response length", _distribution(kept, dropped, "completion_tokens", "completion tokens")),
         _section("Per-prompt pass rate", _pass_rates(kept, dropped)),
-        _section("Deduplication", _dedup(info.get("dedup"))),
-        _section("Decontamination", _decontam(info.get("decontam"))),
-        _section("Timing and throughput", _timings(info.get("timings"), info.get("generation"))),
-        _section("Student vs teacher accuracy", _evaluation(info.get("eval"))),
+        *[_section(f"Stage: {stage['name']}", _view(stage["view"])) for stage in stages if stage.get("view")],
+        _section("Timing", _timings(stages, info.get("phases"))),
+        _section("Student vs teacher", _evaluation(info.get("eval"))),
         _section("Training", _key_values(info.get("train"))),
         _section("Lineage", _lineage(info.get("lineage"))),
     ])
@@ -89,10 +78,7 @@ def build_report(snapshot_dir: str, out_path: str | None = None) -> str:
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n<h1>{_e(title)}</h1>\n{body}\n</body></html>\n")
     out_path = out_path or os.path.join(snapshot_dir, REPORT)
-    tmp = f"{out_path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, out_path)
+    write_atomic(out_path, page.encode("utf-8"))
     return out_path
 
 
@@ -102,10 +88,7 @@ def _overlay_run_summary(manifest: dict, summary_path: str) -> dict:
     if os.path.exists(summary_path):
         with open(summary_path) as f:
             summary = json.load(f)
-        for key in ("timings", "counts"):
-            if summary.get(key):
-                info[key] = {**(info.get(key) or {}), **summary[key]}
-        for key in ("eval", "train"):
+        for key in ("eval", "train", "phases"):
             if summary.get(key):
                 info[key] = summary[key]
     return info
@@ -175,13 +158,6 @@ def _overview(info: dict) -> str:
     return _section("Overview", _table(None, rows) if rows else _not_run("no metadata"))
 
 
-def _counts_table(counts: dict | None) -> str:
-    if not counts:
-        return _not_run()
-    rows = [[stage, c.get("in"), c.get("out")] for stage, c in counts.items() if isinstance(c, dict)]
-    return _table(["stage", "rows in", "rows out"], rows)
-
-
 def _drops(drops: dict | None) -> str:
     if drops is None:
         return _not_run()
@@ -224,92 +200,69 @@ def _pass_rates(kept: dict | None, dropped: dict | None) -> str:
               f"{sum(r == 1.0 for r in rates)} always correct.</p>")
 
 
-def _dedup(dedup: dict | None) -> str:
-    if not dedup:
+def _pipeline(stages: list[dict]) -> str:
+    if not stages:
         return _not_run()
-    scalars = [[k, v] for k, v in dedup.items() if k != "cluster_sizes"]
-    parts = [_table(None, scalars)] if scalars else []
-    levels = dedup.get("cluster_sizes") or {}
-    if levels and not all(isinstance(v, dict) for v in levels.values()):
-        levels = {"near-duplicate": levels}  # a flat {size: count} histogram
-    for level, sizes in levels.items():
-        if not sizes:
-            continue
-        ordered = sorted(sizes.items(), key=lambda item: int(str(item[0]).split("-")[0].rstrip("+")))
-        parts.append(plots.bars([str(s) for s, _ in ordered], [c for _, c in ordered],
-                                f"{level} clusters by size", "clusters", horizontal=False))
-    if not any(levels.values()):
-        parts.append("<p>no duplicate clusters</p>")
-    return "\n".join(parts)
+    rows = [[s["name"], s.get("rows_in"), s.get("rows_out"), s.get("kept_in"), s.get("kept_out"),
+             sum((s.get("drops") or {}).values()), s.get("busy_s"), s.get("wall_s"), s.get("barrier") or "streams"]
+            for s in stages]
+    return ("<p>Stages in the order the data flows; a filter never removes a row, it marks it dropped "
+            "(kept = rows not dropped so far). Busy seconds are summed over workers.</p>"
+            + _table(["stage", "rows in", "rows out", "kept in", "kept out", "dropped", "busy s", "wall s", "mode"], rows))
 
 
-def _decontam(decontam: dict | None) -> str:
-    if not decontam:
-        return _not_run()
-    benchmarks = {k: v for k, v in decontam.items() if isinstance(v, dict)}
-    overall = [[k, v] for k, v in decontam.items() if not isinstance(v, dict)]
-    parts = [_table(None, overall)] if overall else []
-    if benchmarks:
-        fields = sorted({f for stats in benchmarks.values() for f in stats} - {"hits"})
-        rows = [[name, stats.get("hits")] + [stats.get(f) for f in fields] for name, stats in benchmarks.items()]
-        parts.append(_table(["benchmark", "hits"] + fields, rows))
-    return "\n".join(parts)
+def _view(view: dict) -> str:
+    """A stage's custom section (see :mod:`factory.pipeline`): its tables, then its bar charts."""
+    parts = []
+    for item in view.get("tables", []):
+        parts.append(f"<h3>{_e(item['title'])}</h3>" + _table(item.get("header"), item["rows"]))
+    for item in view.get("bars", []):
+        parts.append(plots.bars(item["labels"], item["values"], item["title"], item.get("unit", ""), horizontal=False))
+    return "\n".join(parts) if parts else _not_run("nothing to show")
 
 
-def _timings(timings: dict | None, generation: dict | None) -> str:
-    if not timings and not generation:
+def _timings(stages: list[dict], phases: dict | None) -> str:
+    timed = [s for s in stages if s.get("busy_s") is not None]
+    if not timed and not phases:
         return _not_run()
     parts = []
-    if timings:
-        rows = [[stage, t.get("seconds"), t.get("rows_per_s")] for stage, t in timings.items()]
-        parts.append(plots.bars([r[0] for r in rows], [r[1] or 0.0 for r in rows], "Wall time per stage", "seconds"))
-        parts.append(_table(["stage", "seconds", "rows/s"], rows))
-    if generation:
-        parts.append("<h3>Generation</h3>" + _table(None, [[k, v] for k, v in generation.items()]))
+    if timed:
+        parts.append(plots.bars([s["name"] for s in timed], [s["busy_s"] for s in timed], "Busy seconds per stage",
+                                "seconds"))
+    if phases:
+        parts.append(_table(["phase", "seconds"], [[name, seconds] for name, seconds in phases.items()]))
     return "\n".join(parts)
 
 
 def _evaluation(results: dict | None) -> str:
-    models = [m for m in EVAL_MODELS if isinstance((results or {}).get(m), dict)]
+    models = present_models(results or {})
     if not models:
         return _not_run()
-    fields = sorted({f for m in models for f in results[m]} - set(COST_COLUMNS) - {"by_source"})
     parts = []
     scored = [m for m in models if results[m].get("accuracy") is not None]
     if scored:
-        parts.append(plots.bars(scored, [results[m]["accuracy"] for m in scored], "Held-out accuracy (pass@1)",
-                                "accuracy", horizontal=False))
-    parts.append(_table(["model"] + fields, [[m] + [results[m].get(f) for f in fields] for m in models]))
-    if results.get("ratio") is not None:
-        parts.append(f"<p>student-after / teacher accuracy ratio: <b>{results['ratio']:.3f}</b></p>")
-    per_source = [[m, source, scores.get("accuracy"), scores.get("maj_at_k"), scores.get("problems"), scores.get("errors")]
+        parts.append(plots.bars([MODEL_LABELS[m] for m in scored], [results[m]["accuracy"] for m in scored],
+                                "Held-out accuracy (pass@1)", "accuracy", horizontal=False))
+    header, rows = model_rows(results)
+    parts.append(_table(header, rows))
+    per_source = [[MODEL_LABELS[m], source, scores.get("accuracy"), scores.get("maj_at_k"), scores.get("problems"),
+                   scores.get("errors")]
                   for m in models for source, scores in (results[m].get("by_source") or {}).items()]
     if per_source:
         parts.append("<h3>Per held-out set</h3>"
-                     + _table(["model", "held-out set", "accuracy", "maj_at_k", "problems", "errors"], per_source))
-    costs = [c for c in COST_COLUMNS if any(results[m].get(c) is not None for m in models)]
-    if costs:
-        parts.append("<h3>Generation cost under the same engine</h3>")
-        parts.append(_table(["model"] + [COST_COLUMNS[c] for c in costs],
-                            [[m] + [_scaled(c, results[m].get(c)) for c in costs] for m in models]))
+                     + _table(["model", "held-out set", "accuracy", "maj@k", "problems", "errors"], per_source))
     comparison = results.get("student_vs_teacher") or {}
-    ratios = [[label, comparison[f]] for f, label in COMPARED.items() if comparison.get(f) is not None]
-    by_source = comparison.get("accuracy_by_source") or {}
-    if len(by_source) > 1:
-        ratios += [[f"accuracy on {source}", v] for source, v in by_source.items() if v is not None]
+    ratios = ratio_rows(comparison)
     if ratios:
-        parts.append(f"<p>{_e(comparison.get('student'))} / teacher, per figure:</p>" + _table(["figure", "ratio"], ratios))
+        parts.append(f"<p>{_e(MODEL_LABELS.get(comparison.get('student'), ''))} / teacher, per figure:</p>"
+                     + _table(["figure", "ratio"], ratios))
     if comparison and not comparison.get("costs_comparable", True):
         parts.append("<p>Speed and memory are not compared: a result was reused from an earlier run (see "
                      "<code>reused_from</code>), measured under other conditions.</p>")
-    missing = [m for m in EVAL_MODELS if m not in models]
+    missing = [m for m in MODELS if m not in models]
     if missing:
-        parts.append(_not_run(f"not run: {', '.join(missing)}"))
+        parts.append(_not_run(f"not run: {', '.join(MODEL_LABELS[m] for m in missing)}"))
     return "\n".join(parts)
-
-
-def _scaled(column: str, value: Any) -> Any:
-    return value / 2**20 if column.endswith("_bytes") and value is not None else value
 
 
 def _key_values(mapping: dict | None) -> str:

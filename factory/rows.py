@@ -39,22 +39,19 @@ def values(table: pa.Table, name: str, default=None) -> list:
     return [default] * table.num_rows
 
 
-def mark_drops(table: pa.Table, reasons: list[str | None], stage: str) -> pa.Table:
-    """Set ``drop_reason = reasons[i]`` and ``drop_stage = stage`` on rows with a reason whose
-    ``drop_reason`` is still null; other rows are untouched. ``len(reasons)`` must equal the row count."""
+def mark_drops(table: pa.Table, reasons: list[str | None] | pa.Array, stage: str) -> pa.Table:
+    """The one way a row is dropped: set ``drop_reason = reasons[i]`` and ``drop_stage = stage`` on
+    rows with a reason whose ``drop_reason`` is still null (the first reason wins); other rows are
+    untouched, no row is removed, and both columns are strings afterwards (added when absent).
+    ``len(reasons)`` must equal the row count."""
     if len(reasons) != table.num_rows:
         raise ValueError(f"{len(reasons)} reasons for {table.num_rows} rows")
-    old_reasons, old_stages = values(table, "drop_reason"), values(table, "drop_stage")
-    new_reasons, new_stages = [], []
-    for old_reason, old_stage, reason in zip(old_reasons, old_stages, reasons, strict=True):
-        if old_reason is None and reason is not None:
-            new_reasons.append(reason)
-            new_stages.append(stage)
-        else:
-            new_reasons.append(old_reason)
-            new_stages.append(old_stage)
-    table = with_column(table, "drop_reason", pa.array(new_reasons, pa.string()))
-    return with_column(table, "drop_stage", pa.array(new_stages, pa.string()))
+    table = with_filter_columns(table)
+    reasons = reasons if isinstance(reasons, pa.Array) else pa.array(reasons, pa.string())
+    old_reason, old_stage = table["drop_reason"].cast(pa.string()), table["drop_stage"].cast(pa.string())
+    new = pc.and_(pc.is_null(old_reason), pc.is_valid(reasons)).fill_null(False)
+    table = with_column(table, "drop_reason", pc.if_else(new, reasons.cast(pa.string()), old_reason))
+    return with_column(table, "drop_stage", pc.if_else(new, pa.scalar(stage, pa.string()), old_stage))
 
 
 def count_table_drops(table: pa.Table) -> dict[str, int]:

@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 from pydantic import model_validator
 
 from factory.dedup.ngrams import NgramIndex
-from factory.rows import with_column
+from factory.pipeline import Stage, StageOutput
+from factory.rows import mark_drops
 from factory.sections import Section
 
 STAGE = "decontam"
@@ -105,11 +106,11 @@ def build_index(cfg: DecontamConfig) -> NgramIndex:
     return NgramIndex.build({spec.name: load_eval_texts(spec) for spec in cfg.benchmarks}, cfg.ngram)
 
 
-def mark(batch: pa.Table, index: NgramIndex, check_responses: bool) -> pa.Table:
-    """Set the contamination drop reason on the live rows of a batch (one row out per row in)."""
+def mark(batch: pa.Table, index: NgramIndex, check_responses: bool, stage: str = STAGE) -> pa.Table:
+    """Set the contamination drop reason (``drop_stage = stage``) on the live rows of a batch (one
+    row out per row in)."""
     n = batch.num_rows
-    reason = batch["drop_reason"].cast(pa.string()) if "drop_reason" in batch.column_names else pa.nulls(n, pa.string())
-    stage = batch["drop_stage"].cast(pa.string()) if "drop_stage" in batch.column_names else pa.nulls(n, pa.string())
+    reason = batch["drop_reason"] if "drop_reason" in batch.column_names else pa.nulls(n, pa.string())
     live = pc.is_null(reason).to_numpy(zero_copy_only=False)
     prompts = batch["prompt"].to_pylist()
     distinct = sorted({prompts[i] for i in range(n) if live[i]})
@@ -120,33 +121,53 @@ def mark(batch: pa.Table, index: NgramIndex, check_responses: bool) -> pa.Table:
         rows = [i for i in range(n) if live[i] and hits[i] is None and completions[i]]
         for i, name in zip(rows, index.match([completions[i] for i in rows])):
             hits[i] = name
-    new_reason = pa.array([REASON_PREFIX + h if h else None for h in hits], pa.string())
-    reason = pc.coalesce(reason, new_reason)
-    stage = pc.if_else(pc.is_valid(new_reason), pa.scalar(STAGE), stage)
-    return with_column(with_column(batch, "drop_reason", reason), "drop_stage", stage)
+    return mark_drops(batch, [REASON_PREFIX + h if h else None for h in hits], stage)
 
 
-def decontaminate(ds, cfg: DecontamConfig):
-    """Mark contaminated rows of ``ds`` (a ``ray.data.Dataset``); returns ``(dataset, report)``."""
-    import ray
+def index_stats(index: NgramIndex) -> dict:
+    """Per benchmark: entries and distinct n-grams indexed (hits are the stage's drops)."""
+    return {name: {"entries": index.entries[name], "ngrams": index.ngrams[name]} for name in index.names}
 
-    index = build_index(cfg)
-    index_ref = ray.put(index)
 
-    def apply(batch: pa.Table) -> pa.Table:
-        return mark(batch, ray.get(index_ref), cfg.check_responses)
+class _Decontaminate(Stage):
+    """Marks rows sharing an n-gram with an eval set (see the module docstring)."""
 
-    out = ds.map_batches(apply, batch_format="pyarrow", batch_size=cfg.batch_size).materialize()
-    hits = out.filter(expr=f"drop_stage == '{STAGE}'").select_columns(["prompt_id", "drop_reason"])
-    empty = pa.table({"prompt_id": pa.array([], pa.string()), "drop_reason": pa.array([], pa.string())})
-    rows = pa.concat_tables([empty] + [t.select(["prompt_id", "drop_reason"]) for t in ray.get(hits.to_arrow_refs())])
-    report = {}
-    for name in index.names:
-        ids = rows.filter(pc.equal(rows["drop_reason"], REASON_PREFIX + name))["prompt_id"].to_pylist()
-        report[name] = {
-            "entries": index.entries[name],
-            "ngrams": index.ngrams[name],
-            "hits": len(ids),
-            "example_ids": sorted(set(ids))[: cfg.report_examples],
-        }
-    return out, report
+    section = "decontam"
+    adds = ("drop_reason", "drop_stage")
+    check_responses: bool
+
+    def apply(self, ds) -> StageOutput:
+        import ray
+
+        index = build_index(self.config)
+        index_ref = ray.put(index)
+        stage, responses = self.name, self.check_responses
+
+        def apply(batch: pa.Table) -> pa.Table:
+            return mark(batch, ray.get(index_ref), responses, stage)
+
+        return StageOutput(self.map_batches(ds, apply, batch_size=self.config.batch_size), index_stats(index))
+
+    def view(self, stats: dict) -> dict:
+        rows = [[name, s["entries"], s["ngrams"]] for name, s in stats.items()]
+        return {"tables": [{"title": "Eval sets indexed", "header": ["eval set", "entries", "n-grams"], "rows": rows}]}
+
+
+class DecontaminatePrompts(_Decontaminate):
+    """Prompt side, before generation: no teacher compute is spent on eval-set problems."""
+
+    name = "decontam_prompts"
+    requires = ("prompt",)
+    check_responses = False
+
+
+class DecontaminateResponses(_Decontaminate):
+    """Sample side: catches completions that quote eval items (on when ``check_responses``)."""
+
+    name = STAGE
+    requires = ("prompt", "completion", "drop_reason", "drop_stage")
+    check_responses = True
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.decontam.check_responses

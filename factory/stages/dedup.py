@@ -35,7 +35,8 @@ from factory.dedup.hashing import exact_hashes, hash64, scoped
 from factory.dedup.minhash import lsh_params
 from factory.dedup.resolve import resolve
 from factory.dedup.side_table import SignatureParams, read_side_tables, side_rows, text_signatures, write_side_tables
-from factory.rows import with_column
+from factory.pipeline import Stage, StageOutput
+from factory.rows import mark_drops
 from factory.sections import Section
 
 STAGE = "dedup"
@@ -190,54 +191,71 @@ def _prior_keys(paths: list[str] | None, cfg: DedupConfig) -> tuple[dict, dict, 
 
 
 def _apply(batch: pa.Table, prompt_drops: dict, sample_drops: dict) -> pa.Table:
-    """Set drop_reason/drop_stage on the rows the decisions name (only where still null)."""
-    n = batch.num_rows
-    reason = batch["drop_reason"].cast(pa.string()) if "drop_reason" in batch.column_names else pa.nulls(n, pa.string())
-    stage = batch["drop_stage"].cast(pa.string()) if "drop_stage" in batch.column_names else pa.nulls(n, pa.string())
+    """Mark the rows the decisions name (the first decision that names a row wins)."""
+    reasons = pa.nulls(batch.num_rows, pa.string())
     for column, drops in (("prompt_id", prompt_drops), ("sample_id", sample_drops)):
         if column not in batch.column_names:
             continue
         for why, ids in drops.items():
-            hit = pc.and_(pc.is_in(batch[column], value_set=ids), pc.is_null(reason))
-            reason = pc.if_else(hit, pa.scalar(why), reason)
-            stage = pc.if_else(hit, pa.scalar(STAGE), stage)
-    return with_column(with_column(batch, "drop_reason", reason), "drop_stage", stage)
+            hit = pc.and_(pc.is_in(batch[column], value_set=ids), pc.is_null(reasons))
+            reasons = pc.if_else(hit, pa.scalar(why), reasons)
+    return mark_drops(batch, reasons, STAGE)
 
 
-def dedup(ds, cfg: DedupConfig, *, prior_signatures: list[str] | None = None):
-    """Mark duplicates in ``ds`` (a ``ray.data.Dataset``); returns ``(dataset, stats)``.
-    ``prior_signatures``: side-table files or directories of earlier snapshots (used when
-    ``cfg.cross_snapshot``; ignored otherwise)."""
-    import ray
+class Dedup(Stage):
+    """Exact and MinHash near-duplicate marking (module docstring). Run input:
+    ``run.extras["prior_signatures"]``, side-table paths of earlier snapshots (refresh)."""
 
-    ds = ds.materialize()
-    feats = ds.map_batches(features, batch_format="pyarrow", batch_size=cfg.batch_size, fn_kwargs={"cfg": cfg})
-    blocks = [block for block in ray.get(feats.to_arrow_refs()) if block.num_rows]
-    if not blocks:
-        return ds, {"rows_in": 0, "rows_live": 0, "prompts_live": 0, "dropped_rows": {}, "cluster_sizes": {}}
-    table = pa.concat_tables(blocks)
-    prior_prompts, prior_responses, prior_counts = _prior_keys(prior_signatures, cfg)
-    level_names = ("exact_prompts", "near_prompts", "exact_responses", "near_responses")
-    levels = {name: getattr(cfg, name) for name in level_names}
-    decisions = resolve(table, prior_prompts, prior_responses, levels, cfg.keep_rule)
-    bands, rows = cfg.lsh()
-    stats = {
-        **decisions.stats,
-        "prior_rows": prior_counts,
-        "lsh": {"num_perm": cfg.num_perm, "threshold": cfg.threshold, "bands": bands, "rows": rows},
-    }
-    drops = ray.put(
-        (
-            {why: pa.array(ids, pa.string()) for why, ids in decisions.prompt_drops.items() if ids},
-            {why: pa.array(ids, pa.string()) for why, ids in decisions.sample_drops.items() if ids},
+    name = STAGE
+    section = "dedup"
+    requires = ("prompt_id", "sample_id", "prompt", "completion", "drop_reason", "drop_stage")
+    adds = ("drop_reason", "drop_stage")
+    barrier = ("duplicate groups span the whole dataset: every row's keys are resolved on the driver before any "
+               "row is marked, so the input is materialised once (not computed twice)")
+
+    def apply(self, ds) -> StageOutput:
+        import ray
+
+        from factory.rows import collect
+
+        cfg = self.config
+        ds = ds.materialize()
+        table = collect(self.map_batches(ds, features, batch_size=cfg.batch_size, fn_kwargs={"cfg": cfg}))
+        if table.num_rows == 0:
+            return StageOutput(ds, {"rows_in": 0, "rows_live": 0, "prompts_live": 0, "dropped_rows": {},
+                                    "cluster_sizes": {}})
+        prior_prompts, prior_responses, prior_counts = _prior_keys(self.run.extras.get("prior_signatures"), cfg)
+        level_names = ("exact_prompts", "near_prompts", "exact_responses", "near_responses")
+        levels = {name: getattr(cfg, name) for name in level_names}
+        decisions = resolve(table, prior_prompts, prior_responses, levels, cfg.keep_rule)
+        bands, rows = cfg.lsh()
+        stats = {
+            **decisions.stats,
+            "prior_rows": prior_counts,
+            "lsh": {"num_perm": cfg.num_perm, "threshold": cfg.threshold, "bands": bands, "rows": rows},
+        }
+        drops = ray.put(
+            (
+                {why: pa.array(ids, pa.string()) for why, ids in decisions.prompt_drops.items() if ids},
+                {why: pa.array(ids, pa.string()) for why, ids in decisions.sample_drops.items() if ids},
+            )
         )
-    )
 
-    def apply(batch: pa.Table) -> pa.Table:
-        prompt_drops, sample_drops = ray.get(drops)
-        return _apply(batch, prompt_drops, sample_drops)
+        def apply(batch: pa.Table) -> pa.Table:
+            prompt_drops, sample_drops = ray.get(drops)
+            return _apply(batch, prompt_drops, sample_drops)
 
-    return ds.map_batches(apply, batch_format="pyarrow", batch_size=cfg.batch_size), stats
+        return StageOutput(self.map_batches(ds, apply, batch_size=cfg.batch_size), stats)
+
+    def view(self, stats: dict) -> dict:
+        bars = []
+        for level, sizes in (stats.get("cluster_sizes") or {}).items():
+            if sizes:
+                ordered = sorted(sizes.items(), key=lambda item: int(str(item[0]).split("-")[0].rstrip("+")))
+                bars.append({"title": f"{level} clusters by size", "labels": [str(s) for s, _ in ordered],
+                             "values": [c for _, c in ordered], "unit": "clusters"})
+        scalars = [[k, v] for k, v in stats.items() if k != "cluster_sizes"]
+        return {"tables": [{"title": "Deduplication", "header": None, "rows": scalars}], "bars": bars}
 
 
 def write_signatures(ds_or_table, cfg: DedupConfig, out_dir: str) -> list[str]:

@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from factory.models import resolve_model
+from factory.pipeline import Stage, StageOutput
 from factory.rows import with_column
 from factory.sections import Section
 from factory.think import THINK_OPEN
@@ -202,20 +203,24 @@ class RewardScorer:
         return out
 
 
-def score(ds, cfg: RewardConfig):
-    """``ds`` with ``reward``/``reward_error`` set by an actor pool of ``cfg.num_actors`` RM copies;
-    ``ds`` unchanged when scoring is disabled. Lazy: nothing runs until the dataset is consumed.
-    With ``num_gpus_per_actor > 0`` the actors wait for GPUs the cluster must have."""
-    if not cfg.enabled:
-        return ds
-    import ray
+class Reward(Stage):
+    """Reward-model scores from an actor pool of ``num_actors`` RM copies (module docstring); with
+    ``num_gpus_per_actor > 0`` the actors wait for GPUs the cluster must have."""
 
-    return ds.map_batches(
-        RewardScorer,
-        fn_constructor_kwargs={"cfg": cfg},
-        batch_format="pyarrow",
-        batch_size=cfg.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
-        num_gpus=cfg.num_gpus_per_actor,
-        udf_modifying_row_count=False,
-    )
+    name = "reward"
+    section = "reward"
+    requires = ("prompt", "completion", "gen_status")
+    adds = ("reward", "reward_error")
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.reward.enabled
+
+    def apply(self, ds) -> StageOutput:
+        import ray
+
+        cfg = self.config
+        scored = self.map_batches(ds, RewardScorer, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size,
+                                  compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+                                  num_gpus=cfg.num_gpus_per_actor, udf_modifying_row_count=False)
+        return StageOutput(scored)

@@ -11,7 +11,7 @@ Contract:
   of the worker, at most ``max_parallel_sandboxes`` at a time, never inside the Ray worker itself.
   A task with no verifier gets verdict ``error``. Timeouts and infrastructure failures are
   ``timeout``/``error`` verdicts, never ``wrong``.
-- ``verify(ds, cfg)`` runs the callable as Ray tasks (not actors) with ``num_cpus_per_task`` each;
+- :class:`VerifyStage` runs the callable as Ray tasks (not actors) with ``num_cpus_per_task`` each;
   every batch logs its rows and samples/s.
 Not covered: retries (an ``error`` verdict is final for this run; rerun the stage), GPU checks.
 """
@@ -28,6 +28,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import field_validator
 
+from factory.pipeline import Stage, StageOutput
 from factory.verifiers.sandbox import SandboxLimits
 from factory.sections import Section
 
@@ -172,12 +173,16 @@ def _detail(verdict) -> str:
     return f"[{verdict.code_status}] {verdict.detail}" if verdict.code_status else verdict.detail
 
 
-def verify(ds, cfg: VerifyConfig, think_prefilled: bool = True):
-    """``ds`` with the verdict columns, computed by Ray tasks (lazy: runs when consumed)."""
-    return ds.map_batches(
-        Verify(cfg, think_prefilled),
-        batch_format="pyarrow",
-        batch_size=cfg.batch_size,
-        num_cpus=cfg.num_cpus_per_task,
-        udf_modifying_row_count=False,
-    )
+class VerifyStage(Stage):
+    """Rule-based verdicts and the format check, as Ray tasks (see the module docstring)."""
+
+    name = "verify"
+    section = "verify"
+    requires = INPUT_COLUMNS
+    adds = tuple(field.name for field in OUTPUT_FIELDS)
+
+    def apply(self, ds) -> StageOutput:
+        cfg = self.config
+        verifier = Verify(cfg, self.cfg.generation.prompting.force_think)
+        return StageOutput(self.map_batches(ds, verifier, batch_size=cfg.batch_size, num_cpus=cfg.num_cpus_per_task,
+                                            udf_modifying_row_count=False))

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pytest
 
 from factory import schema, synthetic
-from factory.stages.generate import GenerationConfig, generate, read_generation_stats
+from conftest import make_config
+from factory.pipeline import run_small
+from factory.stages.generate import Generate, GenerationConfig, generation_config_hash
 from factory.stages.generate.checkpoint import CheckpointStore
-from factory.stages.generate import generation_config_hash
 
 pytestmark = pytest.mark.chaos
 N, PROMPTS = 2, 24
@@ -60,20 +61,18 @@ def test_killed_actor_run_and_rerun_emit_each_sample_exactly_once(ray_local, tin
             "resources": {"batch_size": 2, "max_actor_restarts": 2, "max_task_retries": 2},
         }
     )
-    store = CheckpointStore(str(tmp_path), generation_config_hash(cfg))
+    store = CheckpointStore(str(tmp_path / "generation"), generation_config_hash(cfg))
     killed: list[int] = []
     killer = threading.Thread(target=_kill_after_first_shards, args=(store, killed), daemon=True)
     killer.start()
-    ds = generate(ray_local.data.from_arrow(prompts), cfg, checkpoint_dir=str(tmp_path), total_prompts=PROMPTS)
-    first = pa.concat_tables(ray_local.get(ds.to_arrow_refs()))
+    first, _ = run_small([Generate], make_config(generation=cfg), prompts, run_dir=str(tmp_path))
     killer.join(timeout=5)
     assert killed, "the actor was never killed: the run finished before two shards existed"
 
     expected = {(p, i) for p in prompts["prompt_id"].to_pylist() for i in range(N)}
     assert _keys(first) == Counter(expected)
 
-    again = generate(ray_local.data.from_arrow(prompts), cfg, checkpoint_dir=str(tmp_path), total_prompts=PROMPTS)
-    second = pa.concat_tables(ray_local.get(again.to_arrow_refs()))
+    second, [record] = run_small([Generate], make_config(generation=cfg), prompts, run_dir=str(tmp_path))
     assert _keys(second) == Counter(expected)
     assert second.sort_by("sample_id").to_pylist() == first.sort_by("sample_id").to_pylist()
-    assert read_generation_stats(str(tmp_path), cfg)["prompts_resumed"] == PROMPTS
+    assert record.stats["prompts_resumed"] == PROMPTS

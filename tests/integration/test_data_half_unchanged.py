@@ -31,7 +31,7 @@ GOLDEN = {
         "dedup:dup_exact_response": 17,
         "dedup:dup_near_prompt": 10,
         "dedup:dup_near_response": 9,
-        "prompts:decontam:contaminated:planted-eval": 4,
+        "prompts:decontam_prompts:contaminated:planted-eval": 4,
         "quality:bad_think_format": 17,
         "quality:language_mixing": 17,
         "quality:missing_answer": 9,
@@ -103,7 +103,7 @@ def test_every_drop_path_is_exercised(result):
     reasons = {key.split(":", 1)[1] for key in result["drops"]}
     assert {"truncated", "missing_answer", "bad_think_format", "word_repetition", "language_mixing",
             "verdict_wrong", "dup_exact_response", "dup_near_response", "dup_exact_prompt"} <= reasons
-    assert result["drops"]["prompts:decontam:contaminated:planted-eval"] == synthetic_samples.EVAL_ITEMS
+    assert result["drops"]["prompts:decontam_prompts:contaminated:planted-eval"] == synthetic_samples.EVAL_ITEMS
 
 
 def test_committed_rows_are_unchanged(result):

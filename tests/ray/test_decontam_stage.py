@@ -9,7 +9,9 @@ import random
 import pyarrow as pa
 import pytest
 
-from factory.stages.decontam import DecontamConfig, EvalSet, decontaminate
+from conftest import make_config
+from factory.pipeline import run_small
+from factory.stages.decontam import DecontamConfig, DecontaminatePrompts, DecontaminateResponses, EvalSet
 
 
 def _load(path, opener=open):
@@ -46,14 +48,13 @@ def result(ray_local, shared_data, config):
     rows = [{"prompt_id": f"p{i}", "sample_id": f"p{i}:0", "prompt": p, "completion": "ok",
              "drop_reason": "earlier" if i == 1 else None} for i, p in enumerate(prompts)]
     rows.append({"prompt_id": "p63", "sample_id": "p63:1", "prompt": long_gsm[0], "completion": "ok", "drop_reason": "earlier"})
-    out, report = decontaminate(ray_local.data.from_arrow(pa.Table.from_pylist(rows)), config)
-    table = pa.concat_tables(ray_local.get(out.to_arrow_refs()))
-    return {r["sample_id"]: r for r in table.to_pylist()}, report
+    table, [record] = run_small([DecontaminatePrompts], make_config(decontam=config), pa.Table.from_pylist(rows))
+    return {r["sample_id"]: r for r in table.to_pylist()}, record
 
 
 def test_planted_eval_items_are_dropped_and_nothing_else(result):
     rows, _ = result
-    dropped = {sid for sid, r in rows.items() if r["drop_stage"] == "decontam"}
+    dropped = {sid for sid, r in rows.items() if r["drop_stage"] == "decontam_prompts"}
     expected = {f"p{i}:0" for i in range(60, 67)}
     assert dropped == expected
 
@@ -69,23 +70,22 @@ def test_rows_already_dropped_pass_through(result):
     assert rows["p63:1"]["drop_reason"] == "earlier" and rows["p1:0"]["drop_reason"] == "earlier"
 
 
-def test_report_counts_hits_per_benchmark(result):
-    _, report = result
-    assert report["gsm8k"]["hits"] == 6 and report["humaneval"]["hits"] == 1
-    assert report["gsm8k"]["example_ids"] == ["p60", "p61", "p62", "p63", "p64"]
-    assert report["gsm8k"]["entries"] == 1319
+def test_stage_counts_hits_per_benchmark(result):
+    _, record = result
+    assert record.drops == {"contaminated:gsm8k": 6, "contaminated:humaneval": 1}
+    assert record.stats["gsm8k"]["entries"] == 1319
 
 
 def test_responses_are_checked_when_enabled(ray_local, shared_data, config):
     question = next(r["question"] for r in _load(shared_data / "gsm8k" / "test.jsonl") if len(r["question"].split()) > 30)
     table = pa.table({"prompt_id": ["x"], "sample_id": ["x:0"], "prompt": ["Solve a new problem."],
                       "completion": [f"I recall this one: {question}"], "drop_reason": pa.nulls(1, pa.string())})
-    cfg = config.model_copy(update={"check_responses": True})
-    out, _ = decontaminate(ray_local.data.from_arrow(table), cfg)
-    assert pa.concat_tables(ray_local.get(out.to_arrow_refs()))["drop_reason"].to_pylist() == ["contaminated:gsm8k"]
+    cfg = make_config(decontam=config.model_copy(update={"check_responses": True}))
+    out, _ = run_small([DecontaminateResponses], cfg, table.append_column("drop_stage", pa.nulls(1, pa.string())))
+    assert out["drop_reason"].to_pylist() == ["contaminated:gsm8k"] and out["drop_stage"].to_pylist() == ["decontam"]
 
 
 def test_missing_benchmark_file_is_an_error_naming_it(ray_local, tmp_path):
     cfg = DecontamConfig(benchmarks=(EvalSet(name="gone", path=str(tmp_path / "missing.jsonl")),))
     with pytest.raises(FileNotFoundError, match="gone"):
-        decontaminate(ray_local.data.from_items([{"prompt_id": "a", "prompt": "b"}]), cfg)
+        run_small([DecontaminatePrompts], make_config(decontam=cfg), pa.table({"prompt_id": ["a"], "prompt": ["b"]}))

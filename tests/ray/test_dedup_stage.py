@@ -8,7 +8,9 @@ import random
 import pyarrow as pa
 import pytest
 
-from factory.stages.dedup import DedupConfig, dedup, write_signatures
+from conftest import make_config
+from factory.pipeline import run_small
+from factory.stages.dedup import Dedup, DedupConfig, write_signatures
 
 _RNG = random.Random(1)
 _VOCAB = [f"w{i}" for i in range(3000)]
@@ -61,10 +63,8 @@ def _rows(prompts: dict[str, str], samples) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def result(ray_local):
-    ds = ray_local.data.from_arrow(_rows(PROMPTS, SAMPLES))
-    out, stats = dedup(ds, DedupConfig(batch_size=4))
-    table = pa.concat_tables(ray_local.get(out.to_arrow_refs()))
-    return {r["sample_id"]: r for r in table.to_pylist()}, stats, out
+    table, [record] = run_small([Dedup], make_config(dedup=DedupConfig(batch_size=4)), _rows(PROMPTS, SAMPLES))
+    return {r["sample_id"]: r for r in table.to_pylist()}, record.stats, table
 
 
 def test_one_row_out_per_row_in(result):
@@ -105,8 +105,8 @@ def test_stats_count_rows_per_reason_and_cluster_sizes(result):
 
 def _rerun(ray_local, committed, tmp_path, cfg, prompts, samples) -> dict[str, str | None]:
     paths = write_signatures(committed, DedupConfig(), str(tmp_path))
-    out, _ = dedup(ray_local.data.from_arrow(_rows(prompts, samples)), cfg, prior_signatures=paths)
-    return {r["sample_id"]: r["drop_reason"] for r in pa.concat_tables(ray_local.get(out.to_arrow_refs())).to_pylist()}
+    table, _ = run_small([Dedup], make_config(dedup=cfg), _rows(prompts, samples), extras={"prior_signatures": paths})
+    return {r["sample_id"]: r["drop_reason"] for r in table.to_pylist()}
 
 
 def test_later_snapshot_drops_prompts_matching_committed_prompts(result, ray_local, tmp_path):
@@ -131,5 +131,5 @@ def test_cross_snapshot_off_ignores_prior_signatures(result, ray_local, tmp_path
 
 def test_empty_dataset_passes_through(ray_local):
     empty = _rows(PROMPTS, SAMPLES).slice(0, 0)
-    out, stats = dedup(ray_local.data.from_arrow(empty), DedupConfig())
-    assert out.count() == 0 and stats["rows_in"] == 0
+    table, [record] = run_small([Dedup], make_config(), empty)
+    assert table.num_rows == 0 and record.stats["rows_in"] == 0

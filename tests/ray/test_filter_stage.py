@@ -1,13 +1,19 @@
-"""apply_filters on a real Ray Dataset (several blocks, prompts split across blocks): same rows and
-reasons as the in-memory composition, pass rates on every row, and count_drops on a Dataset."""
+"""The filter stages (infra, quality, rejection) on a real Ray Dataset (several blocks, prompts split across
+blocks): the expected reasons, pass rates on every row, and each stage counting exactly its own drops."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
+from conftest import make_config
 from factory import schema
-from factory.stages.filter import FilterConfig, QualityConfig, RejectionConfig, apply_filters, apply_filters_table, count_drops
+from factory.pipeline import run_small
+from factory.rows import count_table_drops
+from factory.stages.filter import FilterConfig, QualityConfig, RejectionConfig
+from factory.stages.filter.infra import FailedUpstream
+from factory.stages.filter.quality import Quality
+from factory.stages.filter.rejection import Rejection
 
 GOOD = "7+5=12\n12+9=21\n21-3=18\n</think>\n\n\\boxed{18}"
 CONFIG = FilterConfig(
@@ -53,20 +59,16 @@ def filtered(ray_local, table):
     import ray
 
     ds = ray.data.from_arrow([table.slice(start, 4) for start in range(0, table.num_rows, 4)])
-    return apply_filters(ds, CONFIG).materialize()
+    cfg = make_config(filter=CONFIG, reward={"enabled": True, "model": "tiny:reward"})  # the policies use rewards
+    return run_small([FailedUpstream, Quality, Rejection], cfg, ds)
 
 
 def test_ray_filters_keep_every_row(filtered, table):
-    assert filtered.count() == table.num_rows
-
-
-def test_ray_filters_match_in_memory_composition(filtered, table):
-    expected = by_sample(apply_filters_table(table, CONFIG).to_pylist())
-    assert by_sample(filtered.take_all()) == expected
+    assert filtered[0].num_rows == table.num_rows
 
 
 def test_ray_filters_mark_expected_reasons(filtered):
-    reasons = {sid: (stage, reason) for sid, (stage, reason, _) in by_sample(filtered.take_all()).items()}
+    reasons = {sid: (stage, reason) for sid, (stage, reason, _) in by_sample(filtered[0].to_pylist()).items()}
     assert reasons == {
         "easy:k:0": (None, None),
         "easy:k:1": ("rejection", "not_best_of_n"),
@@ -86,11 +88,14 @@ def test_ray_filters_mark_expected_reasons(filtered):
 
 
 def test_ray_filters_store_pass_rate_on_every_row(filtered):
-    rates = {row["sample_id"]: row["pass_rate"] for row in filtered.take_all()}
+    rates = {row["sample_id"]: row["pass_rate"] for row in filtered[0].to_pylist()}
     expected = {"easy": 1.0, "mixed": 2 / 4, "never": 0.0, "long": 1.0}
     assert rates == {sid: pytest.approx(expected[sid.split(":")[0]]) for sid in rates}
 
 
-def test_count_drops_on_a_dataset_matches_the_table_count(filtered):
-    assert count_drops(filtered) == count_drops(pa.Table.from_pylist(filtered.take_all()))
-    assert sum(count_drops(filtered).values()) == 10
+def test_each_stage_counts_exactly_its_own_drops(filtered):
+    table, records = filtered
+    counted = {f"{record.name}:{reason}": n for record in records for reason, n in record.drops.items()}
+    assert counted == count_table_drops(table)
+    assert sum(counted.values()) == 10
+    assert [record.kept_out for record in records] == [11, 9, 4]

@@ -13,16 +13,19 @@ import pyarrow as pa
 import pytest
 
 from factory import schema, synthetic
-from factory.stages.generate import GenerationConfig, generate, read_generation_stats
+from conftest import make_config
+from factory.pipeline import run_small
+from factory.stages.generate import Generate, GenerationConfig
 
 N = 3
 TOO_LONG = "long-prompt"
 
 
-def _collect(ds) -> pa.Table:
-    import ray
-
-    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+def _generate(prompts: pa.Table, cfg: GenerationConfig, run_dir: str) -> tuple[pa.Table, dict]:
+    """The generation stage's output and stats (checkpoint under ``<run_dir>/generation``)."""
+    out, [record] = run_small([Generate], make_config(generation=cfg), prompts, run_dir=run_dir,
+                              extras={"total_prompts": prompts.num_rows})
+    return out, record.stats
 
 
 def _prompts() -> pa.Table:
@@ -44,15 +47,15 @@ def _config(tiny_models, backend: str) -> GenerationConfig:
 
 @pytest.fixture(scope="module")
 def vllm_run(ray_local, tiny_models, tmp_path_factory):
-    checkpoint_dir = str(tmp_path_factory.mktemp("gen-ckpt"))
+    run_dir = str(tmp_path_factory.mktemp("gen-run"))
     prompts = _prompts()
     cfg = _config(tiny_models, "vllm")
-    out = _collect(generate(ray_local.data.from_arrow(prompts), cfg, checkpoint_dir=checkpoint_dir, total_prompts=7))
-    return {"prompts": prompts, "out": out, "cfg": cfg, "checkpoint_dir": checkpoint_dir}
+    out, stats = _generate(prompts, cfg, run_dir)
+    return {"prompts": prompts, "out": out, "cfg": cfg, "run_dir": run_dir, "stats": stats}
 
 
-def test_output_has_sample_schema(vllm_run):
-    assert vllm_run["out"].schema.equals(schema.SAMPLE_SCHEMA)
+def test_output_has_sample_schema_and_filter_columns(vllm_run):
+    assert vllm_run["out"].schema.equals(pa.schema(list(schema.SAMPLE_SCHEMA) + schema.FILTER_FIELDS))
 
 
 def test_each_prompt_has_n_rows_grouped_by_prompt(vllm_run):
@@ -108,7 +111,7 @@ def test_tiny_teacher_answers_in_r1_format(vllm_run):
 
 
 def test_stats_for_manifest(vllm_run):
-    stats = read_generation_stats(vllm_run["checkpoint_dir"], vllm_run["cfg"])
+    stats = vllm_run["stats"]
     assert stats["prompts_done"] == 7 and stats["status_counts"] == {"ok": 6 * N, "prompt_too_long": N}
     assert stats["samples_per_s"] > 0 and stats["output_tokens_per_s"] > 0
     # engine-side cost (factory eval compares models by these): start-up apart from the generation span
@@ -122,10 +125,8 @@ def test_stats_for_manifest(vllm_run):
 
 def test_rerun_serves_every_prompt_from_checkpoint(vllm_run, ray_local, tiny_models):
     cfg = _config(tiny_models, "transformers")
-    ds = ray_local.data.from_arrow(vllm_run["prompts"])
-    again = _collect(generate(ds, cfg, checkpoint_dir=vllm_run["checkpoint_dir"], total_prompts=7))
+    again, stats = _generate(vllm_run["prompts"], cfg, vllm_run["run_dir"])
     first = vllm_run["out"].sort_by("sample_id").to_pylist()
     assert again.sort_by("sample_id").to_pylist() == first
-    stats = read_generation_stats(vllm_run["checkpoint_dir"], cfg)
     assert (stats["prompts_resumed"], stats["samples_generated"]) == (7, 0)
     assert stats["engine_start_s"] is None and stats["generation_s"] is None  # no engine was loaded

@@ -10,7 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from factory import schema
-from factory.stages.reward import RewardConfig, RewardScorer, pack_micro_batches, score
+from conftest import make_config
+from factory.pipeline import Pipeline, run_small
+from factory.stages.reward import Reward, RewardConfig, RewardScorer, pack_micro_batches
 
 GOOD = "7+5=12\n12+9=21\n21-3=18\n</think>\n\n\\boxed{18}"
 MAX_LENGTH = 120
@@ -59,7 +61,7 @@ def ray_scored(ray_local, tiny_models, table) -> dict[int, dict]:
     import ray
 
     ds = ray.data.from_arrow([table.slice(0, 4), table.slice(4)])
-    rows = score(ds, config(batch_size=3)).take_all()
+    rows = run_small([Reward], make_config(reward=config(batch_size=3)), ds)[0].to_pylist()
     return {row["sample_index"]: row for row in rows}
 
 
@@ -147,9 +149,8 @@ def test_pack_micro_batches_respects_the_padded_token_budget(lengths, budget, ex
     assert pack_micro_batches(lengths, budget) == expected
 
 
-def test_disabled_scoring_returns_the_dataset_unchanged():
-    sentinel = object()
-    assert score(sentinel, RewardConfig()) is sentinel
+def test_disabled_scoring_is_left_out_of_the_pipeline():
+    assert Pipeline([Reward], make_config(), run=None).stages == []
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ import pyarrow as pa
 
 from factory.schema import SAMPLE_SCHEMA, conform
 from factory.verifiers.sandbox import SandboxLimits
-from factory.stages.verify import VerifyConfig, verify
+from conftest import make_config
+from factory.pipeline import run_small
+from factory.stages.verify import VerifyConfig, VerifyStage
 
 CHECK = "def check(fn):\n    assert fn(2) == 4"
 ROWS = [  # (task, completion, reference, tests, entry_point, gen_status) -> verdict, format_ok
@@ -34,9 +36,9 @@ def _sample_table():
 
 
 def test_verify_stage_scores_each_row_by_its_task(ray_local):
-    ds = ray_local.data.from_arrow(_sample_table())
-    out = verify(ds, VerifyConfig(batch_size=4, code_limits=SandboxLimits(timeout_s=5))).to_arrow_refs()
-    table = pa.concat_tables(ray_local.get(out)).sort_by("source_row")
+    cfg = make_config(verify=VerifyConfig(batch_size=4, code_limits=SandboxLimits(timeout_s=5)))
+    table, _ = run_small([VerifyStage], cfg, _sample_table())
+    table = table.sort_by("source_row")
     assert table.num_rows == len(ROWS)
     got = list(zip(table["verdict"].to_pylist(), table["format_ok"].to_pylist()))
     assert got == [expected for _, expected in ROWS]

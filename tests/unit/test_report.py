@@ -18,9 +18,13 @@ import pytest
 from factory.report import build_report
 from factory.schema import DATASET_SCHEMA, SCORED_SCHEMA, conform
 
-SECTIONS = ["Overview", "Rows per stage", "Drops by reason", "Reward distribution", "Response length",
-            "Per-prompt pass rate", "Deduplication", "Decontamination", "Timing and throughput",
-            "Student vs teacher accuracy", "Training", "Lineage"]
+SECTIONS = ["Overview", "Pipeline", "Drops by reason", "Reward distribution", "Response length",
+            "Per-prompt pass rate", "Stage: dedup", "Stage: decontam_prompts", "Timing", "Student vs teacher",
+            "Training", "Lineage"]
+DEDUP_VIEW = {"tables": [{"title": "Deduplication", "header": None, "rows": [["rows_in", 120], ["removed", 5]]}],
+              "bars": [{"title": "near_prompt clusters by size", "labels": ["2", "3"], "values": [3, 1], "unit": "clusters"}]}
+DECONTAM_VIEW = {"tables": [{"title": "Eval sets indexed", "header": ["eval set", "entries", "n-grams"],
+                             "rows": [["gsm8k", 1319, 60000], ["humaneval", 164, 9000]]}]}
 
 
 def _rows(n: int, seed: int, dropped: bool) -> pa.Table:
@@ -45,12 +49,18 @@ def _manifest(**extra) -> dict:
         "num_rows": 80, "config_hash": "abc123", "code_version": "deadbeef",
         "files": [{"path": "part-00000.parquet", "rows": 80}],
         "side_tables": {"dropped": {"num_rows": 40, "files": [{"path": "_side/dropped/part-00000.parquet"}]}},
-        "counts": {"generate": {"in": 30, "out": 120}, "filter": {"in": 120, "out": 80}},
-        "drops": {"filter:wrong_answer": 35, "dedup:near_duplicate": 5},
-        "timings": {"generate": {"seconds": 12.5, "rows_per_s": 2.4}, "filter": {"seconds": 0.4, "rows_per_s": 300.0}},
-        "generation": {"output_tokens_per_s": 1520.5, "requests": 120},
-        "dedup": {"checked": 120, "removed": 5, "cluster_sizes": {"2": 3, "3": 1}},
-        "decontam": {"gsm8k": {"hits": 2, "ngram": 13}, "humaneval": {"hits": 0, "ngram": 13}},
+        "stages": [
+            {"name": "ingest", "rows_out": 32, "kept_out": 32, "drops": {}, "busy_s": 0.1},
+            {"name": "decontam_prompts", "rows_in": 32, "rows_out": 32, "kept_in": 32, "kept_out": 30,
+             "drops": {"contaminated:gsm8k": 2}, "busy_s": 0.2, "wall_s": 0.3, "stats": {}, "view": DECONTAM_VIEW},
+            {"name": "generate", "rows_in": 30, "rows_out": 120, "kept_in": 30, "kept_out": 120, "drops": {},
+             "busy_s": 12.5, "wall_s": 13.0},
+            {"name": "filter", "rows_in": 120, "rows_out": 120, "kept_in": 120, "kept_out": 85,
+             "drops": {"wrong_answer": 35}, "busy_s": 0.4, "barrier": "groupby prompt_id"},
+            {"name": "dedup", "rows_in": 120, "rows_out": 120, "kept_in": 85, "kept_out": 80,
+             "drops": {"near_duplicate": 5}, "busy_s": 1.0, "stats": {"rows_in": 120}, "view": DEDUP_VIEW},
+        ],
+        "drops": {"filter:wrong_answer": 35, "dedup:near_duplicate": 5, "prompts:decontam_prompts:contaminated:gsm8k": 2},
         "lineage": {"teacher": {"model": "Qwen/Qwen2.5-7B-Instruct", "revision": "a09a354"}},
     }
     manifest.update(extra)
@@ -72,7 +82,7 @@ def full_report(tmp_path_factory) -> str:
     """A snapshot where everything ran, including training and evaluation (via run_summary.json)."""
     snap = _snapshot(tmp_path_factory.mktemp("full") / "v000001", _manifest())
     (snap / "run_summary.json").write_text(json.dumps({
-        "timings": {"train": {"seconds": 95.0, "rows_per_s": 0.84}},
+        "phases": {"data": 20.0, "train": 95.0, "eval": 30.0},
         "eval": {"teacher": {"accuracy": 0.8, "problems": 20, "output_tokens_per_s": 250.0,
                              "peak_rss_bytes": 3 * 2**30, "latency_p50_s": 1.5},
                  "student_before": {"accuracy": 0.1, "problems": 20},
@@ -91,11 +101,11 @@ def full_report(tmp_path_factory) -> str:
 
 def test_report_shows_generation_cost_per_model_and_ratios(full_report):
     text = open(full_report).read()
-    cost = text.split("<h3>Generation cost under the same engine</h3>")[1]
-    assert "peak RSS (MiB)" in cost and ">3072<" in cost and ">1024<" in cost  # bytes shown in MiB
-    assert "output tok/s" in cost and ">625<" in cost
-    assert "student_after / teacher" in cost and ">2.5<" in cost and ">0.4<" in cost
-    assert "accuracy on gsm8k" in cost and ">0.9375<" in cost and "accuracy on humaneval" not in cost
+    evaluation = text.split("<h2>Student vs teacher</h2>")[1]
+    assert "peak RSS" in evaluation and ">3072.0 MiB<" in evaluation and ">1024.0 MiB<" in evaluation
+    assert "output tok/s" in evaluation and ">625<" in evaluation
+    assert "student after / teacher" in evaluation and ">2.50x<" in evaluation and ">0.40x<" in evaluation
+    assert "accuracy on gsm8k" in evaluation and ">0.938<" in evaluation and "accuracy on humaneval" not in evaluation
 
 
 def test_report_scores_each_held_out_set(full_report):
@@ -122,29 +132,34 @@ def test_report_embeds_charts_inline_and_loads_nothing_remote(full_report):
 
 def test_report_shows_run_summary_eval_and_train(full_report):
     text = open(full_report).read()
-    assert "0.875" in text and "student_after" in text and "final_loss" in text
-    assert ">train<" in text  # the train stage's timing from run_summary.json
+    assert "0.875" in text and "student after" in text and "final_loss" in text
+    assert ">train<" in text  # the train phase's time from run_summary.json
 
 
 def test_report_lists_drop_reasons_and_decontam_hits(full_report):
     text = open(full_report).read()
     assert "filter:wrong_answer" in text and "dedup:near_duplicate" in text
-    assert "gsm8k" in text and "humaneval" in text
+    assert "prompts:decontam_prompts:contaminated:gsm8k" in text and ">humaneval<" in text
+
+
+def test_pipeline_table_lists_stages_in_pipeline_order(full_report):
+    pipeline = open(full_report).read().split("<h2>Pipeline</h2>")[1].split("</section>")[0]
+    names = re.findall(r"<tr><td>([a-z_]+)</td>", pipeline)
+    assert names == ["ingest", "decontam_prompts", "generate", "filter", "dedup"]
+    assert "groupby prompt_id" in pipeline and "streams" in pipeline
 
 
 def test_missing_training_and_eval_show_not_run(tmp_path):
     report = build_report(str(_snapshot(tmp_path / "v000001", _manifest())))
     sections = dict(re.findall(r"<h2>([^<]+)</h2>\n(.*?)\n</section>", open(report).read(), flags=re.S))
-    assert "not run" in sections["Student vs teacher accuracy"]
+    assert "not run" in sections["Student vs teacher"]
     assert "not run" in sections["Training"]
 
 
-@pytest.mark.parametrize("missing", ["drops", "dedup", "decontam", "timings", "counts", "lineage"])
+@pytest.mark.parametrize("missing", ["drops", "stages", "lineage"])
 def test_missing_manifest_key_becomes_not_run(tmp_path, missing):
     manifest = _manifest()
     manifest.pop(missing)
-    if missing == "timings":
-        manifest.pop("generation")
     report = build_report(str(_snapshot(tmp_path / "v000001", manifest)))
     assert open(report).read().count('class="not-run"') >= 3  # eval + train + the removed key
 

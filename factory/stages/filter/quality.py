@@ -1,12 +1,9 @@
 """Reasoning-trace quality filters: small pure checks, composed row by row in :class:`QualityFilter`.
 
 Each check takes a row's values and returns a drop reason or ``None``. :class:`QualityFilter` runs,
-for each row whose ``drop_reason`` is still null:
-
-1. infrastructure failures (always on, ``drop_stage = "infra"``): ``gen_<status>`` for
-   ``gen_status != "ok"``, ``verify_error`` / ``verify_timeout``, ``reward_error``. These rows are
-   excluded and counted, never scored 0;
-2. quality checks (``drop_stage = "quality"``), first reason wins, in this order: ``truncated``
+for each row whose ``drop_reason`` is still null (rows an upstream stage failed on were already
+dropped by :mod:`factory.stages.filter.infra`), the quality checks (``drop_stage = "quality"``),
+first reason wins, in this order: ``truncated``
    (``finish_reason == "length"``), think format (:func:`factory.think.format_problem`:
    ``unopened_think``, ``unclosed_think``, ``bad_think_format``, ``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
    ``word_repetition`` / ``char_repetition``, ``language_mixing``.
@@ -28,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
+from factory.pipeline import Stage, StageOutput
 from factory.rows import mark_drops, values
 from factory.sections import Section
 from factory.think import format_problem, split_completion
@@ -103,17 +101,6 @@ class QualityConfig(Section):
         return self
 
 
-def infra_failure(gen_status: str | None, verdict: str | None, reward_error: str | None) -> str | None:
-    """Reason for a row that an upstream stage failed on (generation, verifier, reward model)."""
-    if gen_status != "ok":
-        return f"gen_{gen_status}"
-    if verdict in ("error", "timeout"):
-        return f"verify_{verdict}"
-    if reward_error is not None:
-        return "reward_error"
-    return None
-
-
 def truncated(finish_reason: str | None) -> str | None:
     """``truncated`` when generation stopped at the token limit."""
     return "truncated" if finish_reason == "length" else None
@@ -181,8 +168,8 @@ def foreign_script_share(text: str, allowed: frozenset[str]) -> float:
 
 
 class QualityFilter:
-    """Callable for ``map_batches(batch_format="pyarrow")``: marks infrastructure failures and
-    quality drops (see the module docstring); one row out per row in, no row removed."""
+    """Callable for ``map_batches(batch_format="pyarrow")``: marks quality drops (see the module
+    docstring); one row out per row in, no row removed."""
 
     def __init__(self, cfg: QualityConfig, think_prefilled: bool = True):
         self.cfg = cfg
@@ -213,13 +200,7 @@ class QualityFilter:
         return None
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        infra = [
-            infra_failure(status, verdict, error)
-            for status, verdict, error in zip(
-                table.column("gen_status").to_pylist(), values(table, "verdict"), values(table, "reward_error"), strict=True
-            )
-        ]
-        out = mark_drops(table, infra, "infra")
+        out = table
         columns = zip(
             values(out, "drop_reason"),
             values(out, "completion"),
@@ -231,7 +212,20 @@ class QualityFilter:
             None if dropped is not None else self.quality_reason(completion or "", finish, tokens)
             for dropped, completion, finish, tokens in columns
         ]
-        out = mark_drops(out, reasons, "quality")
+        out = mark_drops(out, reasons, Quality.name)
         if out.num_rows != table.num_rows:
             raise RuntimeError(f"quality filter returned {out.num_rows} rows for {table.num_rows}")
         return out
+
+
+class Quality(Stage):
+    """Per-row quality checks of the reasoning trace (module docstring)."""
+
+    name = "quality"
+    section = "filter.quality"
+    requires = ("completion", "finish_reason", "completion_tokens", "drop_reason", "drop_stage")
+    adds = ("drop_reason", "drop_stage")
+
+    def apply(self, ds) -> StageOutput:
+        check = QualityFilter(self.config, self.cfg.generation.prompting.force_think)
+        return StageOutput(self.map_batches(ds, check, udf_modifying_row_count=False))

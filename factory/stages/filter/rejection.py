@@ -26,6 +26,7 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import field_validator, model_validator
 
+from factory.pipeline import Stage, StageOutput
 from factory.rows import mark_drops, values, with_column
 from factory.sections import Section
 
@@ -141,3 +142,18 @@ def reject_group(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
             alive = alive[:limit]
     out = with_column(table, "pass_rate", pa.array([rate] * table.num_rows, pa.float64()))
     return mark_drops(out, reasons, STAGE)
+
+
+class Rejection(Stage):
+    """Per-prompt rejection sampling and pass rates (module docstring)."""
+
+    name = STAGE
+    section = "filter.rejection"
+    requires = ("prompt_id", "sample_index", "verdict", "completion_tokens", "drop_reason", "drop_stage")
+    adds = ("pass_rate", "drop_reason", "drop_stage")
+    barrier = "a prompt's samples are judged together: groupby(prompt_id) is a Ray shuffle"
+
+    def apply(self, ds) -> StageOutput:
+        grouped = ds.groupby("prompt_id").map_groups(self.metered(reject_group), fn_kwargs={"cfg": self.config},
+                                                     batch_format="pyarrow")
+        return StageOutput(grouped)

@@ -3,7 +3,7 @@
 Layout: ``<checkpoint_dir>/generate-<config hash[:16]>/shards/<batch key>.parquet`` plus
 ``stats.json``. A shard holds all n rows of each prompt of one batch; its name is a hash of the
 batch's (prompt_id, gen_key) pairs, so a retried batch overwrites its own shard instead of adding
-a duplicate. Writes go to a temp file in the same directory, then ``os.replace`` (atomic on POSIX):
+a duplicate. Writes go through :func:`factory.atomic.write_atomic` (temp file, then rename):
 a reader never sees a partial shard. Only deterministic outcomes are stored (``ok`` and
 ``prompt_too_long``); ``engine_error`` rows are retried by the next run. If two shards hold the
 same prompt (two concurrent runs, not supported), the first in name order wins.
@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from factory.atomic import write_atomic
 
 CHECKPOINTED_STATUSES = ("ok", "prompt_too_long")
 _CACHED_SHARDS = 8
@@ -87,35 +88,5 @@ class CheckpointStore:
         pairs = sorted(set(zip(table["prompt_id"].to_pylist(), table["gen_key"].to_pylist())))
         name = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:32] + ".parquet"
         path = os.path.join(self.shard_dir, name)
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
         return path
-
-    def write_stats(self, stats: dict) -> None:
-        """Atomically replace the stats file."""
-        _atomic_write(self.stats_path, lambda tmp: _write_json(tmp, stats))
-
-    def read_stats(self) -> dict | None:
-        """The last stats written, or None."""
-        if not os.path.exists(self.stats_path):
-            return None
-        with open(self.stats_path) as f:
-            return json.load(f)
-
-
-def _write_json(path: str, value: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-
-
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -2,9 +2,10 @@
 
 One small Ray actor per ``generate`` call receives a report per finished batch, logs progress
 (prompts done / total, samples/s, output tokens/s, ETA) at most every ``log_every_s`` seconds, and
-keeps a stats file (atomically replaced) that :func:`factory.stages.generate.read_generation_stats`
-reads for the manifest. Rates count only newly generated samples (resumed ones are free); the
-clock starts when the actor does (engine start-up is included, as a user waits for it too).
+keeps a stats file (atomically replaced) beside the generation checkpoint, for a user watching a
+long run; its ``stats()`` at the end are the generate stage's stats in the manifest. Rates count only
+newly generated samples (resumed ones are free); the clock starts when the actor does (engine start-up
+is included, as a user waits for it too).
 
 The engine-side figures compare models under one engine (``factory eval``): ``generation_s`` spans
 the first generating batch's start to the last one's end over all actors (engine start-up excluded,
@@ -149,9 +150,11 @@ def _progress_actor_class():
                 self._last_log = now
                 log.info(self._state.line())
             if self._stats_path:
-                from factory.stages.generate.checkpoint import _atomic_write, _write_json
+                import json
 
-                _atomic_write(self._stats_path, lambda tmp: _write_json(tmp, self._state.stats()))
+                from factory.atomic import write_atomic
+
+                write_atomic(self._stats_path, json.dumps(self._state.stats(), indent=2, sort_keys=True).encode())
 
         def stats(self) -> dict:
             return self._state.stats()

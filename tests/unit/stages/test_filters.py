@@ -7,11 +7,11 @@ import pytest
 from pydantic import ValidationError
 
 from factory import schema
+from factory.stages.filter.infra import infra_failure, mark_failures
 from factory.stages.filter.quality import (
     QualityConfig,
     QualityFilter,
     foreign_script_share,
-    infra_failure,
     length_outlier,
     repeated_share,
     script_of,
@@ -125,11 +125,11 @@ def test_quality_filter_sets_first_reason(row, config, expected):
     assert out.column("drop_stage").to_pylist() == [None if expected is None else "quality"]
 
 
-def test_quality_filter_marks_infra_failures_with_infra_stage():
+def test_infra_stage_marks_upstream_failures_with_its_name():
     table = rows_table(
         {"gen_status": "engine_error", "completion": None}, {"verdict": "timeout"}, {"reward_error": "rm_failure: x"}
     )
-    out = QualityFilter(QualityConfig())(table)
+    out = mark_failures(table)
     assert out.column("drop_reason").to_pylist() == ["gen_engine_error", "verify_timeout", "reward_error"]
     assert set(out.column("drop_stage").to_pylist()) == {"infra"}
 

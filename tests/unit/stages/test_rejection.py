@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
 from factory import schema
-from factory.stages.filter import FilterConfig, apply_filters_table, count_drops
+from factory.rows import count_table_drops
+from factory.stages.filter import FilterConfig
+from factory.stages.filter.infra import mark_failures
+from factory.stages.filter.quality import QualityConfig, QualityFilter
 from factory.stages.filter.rejection import RejectionConfig, pass_rate, reject_group
 
 GOOD = "7+5=12\n12+9=21\n21-3=18\n</think>\n\n\\boxed{18}"
@@ -118,21 +122,23 @@ def test_reject_group_is_independent_of_row_order():
     assert kept_indices(reject_group(table, config)) == [2, 4]
 
 
-def test_count_drops_counts_by_stage_and_reason():
+def test_count_table_drops_counts_by_stage_and_reason():
     truncated = {"drop_reason": "truncated", "drop_stage": "quality"}
     table = samples({}, truncated, truncated, {"drop_reason": "verify_error", "drop_stage": "infra"})
-    assert count_drops(table) == {"infra:verify_error": 1, "quality:truncated": 2}
+    assert count_table_drops(table) == {"infra:verify_error": 1, "quality:truncated": 2}
 
 
-def test_apply_filters_table_runs_quality_then_rejection_per_prompt():
+def test_infra_then_quality_then_rejection_per_prompt():
     table = pa.concat_tables(
         [
             samples({}, {"finish_reason": "length", "verdict": "no_answer"}, {"verdict": "wrong"}, prompt_id="a"),
             samples({"verdict": "error"}, {"gen_status": "engine_error", "completion": None, "verdict": None}, prompt_id="b"),
         ]
     )
-    out = apply_filters_table(table, FilterConfig())
-    assert count_drops(out) == {
+    marked = QualityFilter(QualityConfig())(mark_failures(table))
+    out = pa.concat_tables([reject_group(marked.filter(pc.equal(marked["prompt_id"], p)), RejectionConfig())
+                            for p in ("a", "b")])
+    assert count_table_drops(out) == {
         "infra:gen_engine_error": 1,
         "infra:verify_error": 1,
         "quality:truncated": 1,

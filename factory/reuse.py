@@ -1,4 +1,4 @@
-"""Incremental refresh: regenerate only what changed since the latest snapshot.
+"""Reuse planning: what a run generates, and what it carries over from a parent snapshot (a refresh).
 
 Contract: a prompt's samples are keyed by ``gen_key`` = prompt text × teacher model and revision ×
 sampling params × prompt template (``factory.stages.generate.gen_key``). A refresh carries over the
@@ -87,10 +87,3 @@ def plan_reuse(cfg, prompts: pa.Table, parent, work_dir: Path) -> ReusePlan:
         "rows_not_carried": parent_rows.num_rows - reused.num_rows,
     }
     return ReusePlan(todo=todo, reused=reused, parent_version=parent.version, prior_signatures=prior, counts=counts)
-
-
-def run_refresh(cfg):
-    """``factory refresh``: the distill flow, incremental against the latest snapshot."""
-    from factory.flow import run_distill
-
-    return run_distill(cfg, incremental=True)
