@@ -1,6 +1,7 @@
 """The one table of evaluation result fields: what each figure is called, where it comes from, how it
 is shown, and whether the student/teacher ratio of it is reported. The CLI summary and the HTML
 report both render evaluation results from this table (:func:`model_rows`, :func:`ratio_rows`).
+Also the named evaluation protocols (:data:`EVAL_PRESETS`), plain data the eval config resolves.
 """
 
 from __future__ import annotations
@@ -31,12 +32,17 @@ class EvalField:
     """Comparable across runs (accuracy, weights); speed and memory are only compared within one run."""
     summary: bool = True
     """Shown in the CLI summary table (the report shows every field)."""
+    share: bool = False
+    """A share of problems or samples in [0, 1]: shown with three decimals, its ratio as a plain number."""
 
 
 FIELDS = (
     EvalField("problems", "problems"),
-    EvalField("accuracy", "accuracy", compared=True, timeless=True),
-    EvalField("maj_at_k", "maj@k", summary=False),
+    EvalField("accuracy", "accuracy", compared=True, timeless=True, share=True),
+    EvalField("pass_at_1", "pass@1", compared=True, timeless=True, share=True),
+    EvalField("k", "samples/problem", summary=False),
+    EvalField("pass_at_k", "pass@k", summary=False, share=True),
+    EvalField("maj_at_k", "maj@k", summary=False, share=True),
     EvalField("errors", "errors"),
     EvalField("output_tokens_per_s", "output tok/s", progress_stat="engine_output_tokens_per_s", compared=True),
     EvalField("latency_p50_s", "latency p50", "s", progress_stat="latency_p50_s", compared=True),
@@ -53,6 +59,19 @@ FIELDS = (
 )
 BY_KEY = {field.key: field for field in FIELDS}
 
+EVAL_PRESETS: dict[str, dict[str, float | int]] = {
+    "r1": {"samples": 16, "temperature": 0.6, "top_p": 0.95},
+}
+"""Named evaluation protocols: the eval-config values each sets unless the config sets them itself.
+``r1`` is DeepSeek-R1's: k samples per problem at temperature 0.6, top-p 0.95, pass@1 averaged over
+them (the R1 report uses k = 4 to 64 by set size; set ``samples`` to choose)."""
+
+
+def apply_preset(values: dict) -> dict:
+    """Eval-config ``values`` with its ``preset``'s settings filled in where ``values`` has none (an
+    unknown preset is left for the config's own validation to name)."""
+    return {**EVAL_PRESETS.get(values.get("preset"), {}), **values}
+
 
 def format_value(field: EvalField, value: Any) -> str:
     """A figure as shown to people ("n/a" when not measured)."""
@@ -61,7 +80,7 @@ def format_value(field: EvalField, value: Any) -> str:
     if field.unit == "MiB":
         return f"{value / 2**20:.1f} MiB"
     if isinstance(value, float):
-        text = f"{value:.3f}" if field.key in ("accuracy", "maj_at_k") else f"{value:.3g}"
+        text = f"{value:.3f}" if field.share else f"{value:.3g}"
         return f"{text} {field.unit}".strip()
     return f"{value} {field.unit}".strip()
 
@@ -84,7 +103,7 @@ def ratio_rows(comparison: dict | None) -> list[list[str]]:
     """(figure, student/teacher ratio) rows for every compared figure with a ratio, then per held-out set."""
     if not comparison:
         return []
-    rows = [[f.label, f"{comparison[f.key]:.3f}" if f.key == "accuracy" else f"{comparison[f.key]:.2f}x"]
+    rows = [[f.label, f"{comparison[f.key]:.3f}" if f.share else f"{comparison[f.key]:.2f}x"]
             for f in FIELDS if f.compared and comparison.get(f.key) is not None]
     by_source = comparison.get("accuracy_by_source") or {}
     if len(by_source) > 1:

@@ -1,13 +1,19 @@
 """Held-out evaluation of teacher and student through the generation stage and the verifiers.
 
 Contract: every model is evaluated by the same engine backend, prompts, prompting and sampling, so
-the numbers compare. ``accuracy`` is pass@1 over all samples (greedy when ``samples == 1``);
-with ``samples = k > 1`` ``maj_at_k`` is the share of problems whose most frequent final answer is
-correct. Samples whose verifier or engine failed are counted in ``errors`` and excluded from both
-(an infrastructure failure is never a wrong answer). Each figure is given over all problems and per
-held-out set (``by_source``). ``ratio`` is student-after over teacher accuracy (the R1 distillation
-write-up claims >= 0.85). ``weights_bytes`` is the size of each model's weight files: the memory it
-needs before KV cache.
+the numbers compare. Per problem, ``n`` is its number of judged samples and ``c`` the correct ones.
+``accuracy`` is c/n pooled over all samples (greedy when ``samples == 1``); ``pass_at_1`` is c/n
+averaged over problems (the R1 protocol's pass@1, see ``eval.preset: r1``); ``pass_at`` holds the
+unbiased pass@k (HumanEval's estimator 1 - C(n-c, k)/C(n, k)) for k = 1, 2, 4, … and the largest n
+(``k``, whose value is also ``pass_at_k``), each averaged over the problems with at least k judged
+samples; ``maj_at_k`` is the majority vote's credit, votes grouped by answer EQUIVALENCE (the math
+verifier's comparison; the chosen letter for choice questions; see :class:`AnswerVoter`), over the
+math and logic problems. Samples whose verifier or engine failed are counted in ``errors`` and
+excluded from all of these (an infrastructure failure is never a wrong answer); a problem with no
+judged sample counts in none. Each figure is given over all problems and per held-out set
+(``by_source``). ``ratio`` is student-after over teacher accuracy (the R1 distillation write-up
+claims >= 0.85). ``weights_bytes`` is the size of each model's weight files: the memory it needs
+before KV cache.
 
 Cost under the same engine (the write-up claims the student cuts latency and memory): per model,
 ``output_tokens_per_s`` over the generation span (engine start-up excluded, reported as
@@ -31,7 +37,7 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -63,34 +69,138 @@ def weights_bytes(model: str) -> int | None:
     return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
-def score_table(table) -> dict[str, Any]:
+def score_table(table, math_timeout_s: float = 5.0) -> dict[str, Any]:
     """Accuracy figures from verified eval rows (see module docstring), overall and, under
-    ``by_source``, per held-out set (GSM8K and HumanEval scores mean nothing pooled)."""
-    rows = table.select(["prompt_id", "source", "answer", "verdict", "gen_status"]).to_pylist()
-    per_source: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        per_source[r["source"]].append(r)
-    return {**_scores(rows), "by_source": {source: _scores(part) for source, part in sorted(per_source.items())}}
-
-
-def _scores(rows: list[dict]) -> dict[str, Any]:
-    errors = sum(1 for r in rows if r["gen_status"] != "ok" or r["verdict"] in (None, "error", "timeout"))
-    judged = [r for r in rows if r["gen_status"] == "ok" and r["verdict"] not in (None, "error", "timeout")]
+    ``by_source``, per held-out set (GSM8K and HumanEval scores mean nothing pooled).
+    ``math_timeout_s`` bounds each math-verify comparison of two answers in the majority vote."""
+    columns = ["prompt_id", "source", "task", "prompt", "reference", "answer", "verdict", "gen_status"]
+    rows = table.select(columns).to_pylist()
     by_prompt: dict[str, list[dict]] = defaultdict(list)
-    for r in judged:
+    for r in rows:
         by_prompt[r["prompt_id"]].append(r)
-    majority_correct = 0
-    for samples in by_prompt.values():
-        top, _ = Counter((s["answer"] or "").strip() for s in samples).most_common(1)[0]
-        majority_correct += any(s["verdict"] == "correct" for s in samples if (s["answer"] or "").strip() == top)
-    correct = sum(r["verdict"] == "correct" for r in judged)
+    with AnswerVoter(math_timeout_s) as voter:
+        problems = [_problem(samples, voter) for samples in by_prompt.values()]
+    per_source: dict[str, list[dict]] = defaultdict(list)
+    for problem in problems:
+        per_source[problem["source"]].append(problem)
+    return {**_scores(problems), "by_source": {source: _scores(part) for source, part in sorted(per_source.items())}}
+
+
+def _judged(row: dict) -> bool:
+    return row["gen_status"] == "ok" and row["verdict"] not in (None, "error", "timeout")
+
+
+def _problem(samples: list[dict], voter: "AnswerVoter") -> dict[str, Any]:
+    """One problem's counts: samples, errors, judged, correct, and its majority-vote credit."""
+    judged = [s for s in samples if _judged(s)]
+    return {"source": samples[0]["source"], "samples": len(samples), "errors": len(samples) - len(judged),
+            "judged": len(judged), "correct": sum(s["verdict"] == "correct" for s in judged),
+            "majority": voter.majority_credit(judged) if judged else None}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with ``c`` correct of ``n`` samples (HumanEval's estimator,
+    1 - C(n-c, k) / C(n, k), as a running product); needs ``k <= n``."""
+    if not 0 < k <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    miss = 1.0
+    for drawn in range(n - c + 1, n + 1):
+        miss *= 1.0 - k / drawn
+    return 1.0 - miss
+
+
+def pass_at_ks(n: int) -> list[int]:
+    """The k reported for ``n`` samples per problem: powers of two below n, and n itself."""
+    return sorted({2 ** i for i in range(n.bit_length()) if 2 ** i < n} | {n}) if n > 0 else []
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _scores(problems: list[dict]) -> dict[str, Any]:
+    judged = [p for p in problems if p["judged"]]
+    n = max((p["judged"] for p in judged), default=0)
+    pass_at = {str(k): _mean([pass_at_k(p["judged"], p["correct"], k) for p in judged if p["judged"] >= k])
+               for k in pass_at_ks(n)}
+    samples_judged = sum(p["judged"] for p in judged)
     return {
-        "accuracy": correct / len(judged) if judged else None,
-        "maj_at_k": majority_correct / len(by_prompt) if by_prompt else None,
-        "problems": len({r["prompt_id"] for r in rows}),
-        "samples": len(rows),
-        "errors": errors,
+        "accuracy": sum(p["correct"] for p in judged) / samples_judged if samples_judged else None,
+        "pass_at_1": _mean([p["correct"] / p["judged"] for p in judged]),
+        "pass_at_k": pass_at.get(str(n)),
+        "k": n or None,
+        "pass_at": pass_at,
+        "maj_at_k": _mean([p["majority"] for p in judged if p["majority"] is not None]),
+        "problems": len(problems),
+        "samples": sum(p["samples"] for p in problems),
+        "errors": sum(p["errors"] for p in problems),
     }
+
+
+class AnswerVoter:
+    """The majority vote over one problem's judged samples, by answer EQUIVALENCE, not text.
+
+    A sample's vote is its final answer: for math (and logic without options) the extracted
+    ``\\boxed{}``/``####`` value, two votes agreeing when the strings are equal or math-verify (the
+    math verifier's own comparison, in its time-limited worker) judges one equivalent to the other;
+    for choice questions (:func:`factory.verifiers.choice.applies`) the chosen option letter. Samples
+    with no extractable answer (or a hedged choice) abstain; code problems have no vote (None).
+    Votes join the first group whose first answer they agree with; the credit is the share of correct
+    groups among the largest ones (a tie between a right and a wrong answer gives 0.5), judged by
+    each group's first sample's verdict; no vote at all gives 0."""
+
+    def __init__(self, math_timeout_s: float):
+        self._timeout_s = math_timeout_s
+        self._math = None
+
+    def __enter__(self) -> "AnswerVoter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._math is not None:
+            self._math.close()
+
+    def vote(self, row: dict) -> tuple[str, str] | None:
+        """``("choice", letter)``, ``("math", answer)`` or None (abstains)."""
+        from factory.verifiers import choice
+        from factory.verifiers.answers import extract_final_answer
+
+        if row["task"] == "logic" and choice.applies(row["prompt"], row["reference"]):
+            letters, _ = choice.chosen_option(row["answer"], row["prompt"])
+            return ("choice", letters[0]) if len(letters) == 1 else None
+        value = extract_final_answer(row["answer"])
+        return ("math", value) if value is not None else None
+
+    def agree(self, a: tuple[str, str], b: tuple[str, str]) -> bool:
+        if a == b or a[0] != b[0] or a[0] == "choice":
+            return a == b
+        if self._math is None:
+            from factory.verifiers import MathVerifier
+
+            self._math = MathVerifier(self._timeout_s)
+        return self._math(f"\\boxed{{{b[1]}}}", a[1]).status == "correct"
+
+    def majority_credit(self, judged: list[dict]) -> float | None:
+        if judged[0]["task"] == "code":
+            return None
+        groups: list[tuple[tuple[str, str], list[dict]]] = []
+        for row in judged:
+            vote = self.vote(row)
+            if vote is None:
+                continue
+            for first, members in groups:
+                if self.agree(first, vote):
+                    members.append(row)
+                    break
+            else:
+                groups.append((vote, [row]))
+        if not groups:
+            return 0.0
+        top = max(len(members) for _, members in groups)
+        leaders = [members for _, members in groups if len(members) == top]
+        return sum(members[0]["verdict"] == "correct" for members in leaders) / len(leaders)
 
 
 def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
@@ -109,7 +219,7 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
         stats = ray.get(progress.stats.remote())
     finally:
         ray.kill(progress)  # one per evaluated model: none outlives its evaluation
-    result = score_table(table)
+    result = score_table(table, cfg.verify.math_timeout_s)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
     result.update(model=model, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   weights_bytes=weights_bytes(model), completion_tokens=tokens,

@@ -190,6 +190,12 @@ def reference_letter(reference: str | None, options: dict[str, str]) -> tuple[st
     return matches[0], ""
 
 
+def applies(prompt: str | None, reference: str | None) -> bool:
+    """Whether a row is a multiple-choice question this verifier judges: its prompt has options, or its
+    reference is a bare letter (the routing rule for ``logic`` rows; other logic rows are math-like)."""
+    return bool(parse_options(prompt)) or reference_letter(reference, {})[0] is not None
+
+
 def _result(status: str, detail: str) -> VerdictResult:
     return VerdictResult(status=status, verifier=NAME, version=VERSION, detail=detail[:500])
 

@@ -12,7 +12,11 @@ import pytest
 
 from factory import evaluate
 from factory.config import load_config
-from factory.evaluate import COMPARED, COST_FIELDS, eval_command
+from factory.eval_fields import FIELDS
+from factory.evaluate import eval_command
+
+COST_FIELDS = [field.key for field in FIELDS if field.progress_stat]
+COMPARED = [field.key for field in FIELDS if field.compared]
 
 PROBLEMS = 12
 

@@ -128,3 +128,15 @@ def test_unusable_reference_is_an_error(reference, prompt, why):
 def test_letter_reference_works_without_parsed_options():
     assert judge_choice("The answer is (B).", "B", "Choose the best option for the blank.").status == "correct"
     assert judge_choice("The answer is (E).", "E", "Choose the best option for the blank.").status == "correct"
+
+
+@pytest.mark.parametrize("prompt, reference, expected", [
+    (CAPITALS, "Paris", True),
+    ("Is 7 prime? Answer yes or no.", "C", True),
+    ("Is 7 prime? Answer yes or no.", "yes", False),
+    ("How many knights are there?", "3", False),
+])
+def test_applies_to_rows_with_options_or_a_letter_reference(prompt, reference, expected):
+    from factory.verifiers.choice import applies
+
+    assert applies(prompt, reference) is expected
