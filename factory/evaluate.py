@@ -25,10 +25,13 @@ and the largest generation actor's ``peak_rss_bytes`` (process tree high-water m
 
 Reuse (``eval.reuse_results``): each result is stored under the run directory keyed by everything
 that determines it (factory code version, engine/verifier library versions, generation config incl.
-engine and resources, verifier config, held-out rows, and the model directory's file names, sizes
-and mtimes); an identical evaluation later (the next scheduled refresh's teacher) returns the
-stored result with ``reused_from`` set instead of generating again. A model that is neither a local
-directory nor pinned to a revision is never reused.
+engine and resources, verifier config, held-out rows, and the model's identity,
+:func:`factory.models.model_identity`: a content fingerprint of a local directory's weights, config
+and tokenizer, or a pinned hub revision); an identical evaluation later (the next scheduled refresh's
+teacher) returns the stored result with ``reused_from`` set instead of generating again. A model
+re-staged in place with other weights (same names, sizes, even mtimes) is evaluated anew. A model
+without an identity (a hub id neither pinned nor cached; a model served by name) is never reused.
+Each result records its ``model_identity``.
 """
 
 from __future__ import annotations
@@ -221,7 +224,8 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
         ray.kill(progress)  # one per evaluated model: none outlives its evaluation
     result = score_table(table, cfg.verify.math_timeout_s)
     tokens = sum(t or 0 for t in table.column("completion_tokens").to_pylist())
-    result.update(model=model, measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result.update(model=model, model_identity=_model_identity(model, eval_cfg.generation.engine.revision),
+                  measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   weights_bytes=weights_bytes(model), completion_tokens=tokens,
                   mean_completion_tokens=tokens / table.num_rows if table.num_rows else None,
                   **{f.key: stats.get(f.progress_stat) for f in FIELDS if f.progress_stat})
@@ -279,28 +283,33 @@ def _evaluate_or_reuse(cfg: FactoryConfig, name: str, model: str, prompts, *, st
 
 
 def result_key(cfg: FactoryConfig, model: str, prompts, student: bool) -> str | None:
-    """Hash of everything an evaluation's result depends on; None when it cannot be pinned down
-    (a hub model without a revision may change under the same name)."""
+    """Hash of everything an evaluation's result depends on; None when the model has no identity
+    (a hub id neither pinned nor cached may change under the same name)."""
     from factory.store import code_version
-    from factory.models import resolve_model
 
     gen_cfg = _generation_for(cfg, model, student)
-    path = Path(resolve_model(model))
-    if path.is_dir():
-        weights = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
-    elif gen_cfg.engine.revision:
-        weights = gen_cfg.engine.revision
-    else:
+    identity = _model_identity(model, gen_cfg.engine.revision)
+    if identity is None:
         return None
-    identity = {
+    key = {
         "code": code_version(),
         "libraries": {name: _installed_version(name) for name in VERSIONED_LIBRARIES},
         "generation": gen_cfg.model_dump(mode="json"),
         "verify": cfg.verify.model_dump(mode="json"),
         "heldout": hashlib.sha256(json.dumps(prompts.to_pylist(), sort_keys=True, default=str).encode()).hexdigest(),
-        "weights": weights,
+        "model": identity,
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _model_identity(model: str, revision: str | None) -> str | None:
+    """:func:`factory.models.model_identity`, or None for a model that has none (e.g. served by name only)."""
+    from factory.models import ModelIdentityError, model_identity
+
+    try:
+        return model_identity(model, revision)
+    except ModelIdentityError:
+        return None
 
 
 def _installed_version(distribution: str) -> str | None:
