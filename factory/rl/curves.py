@@ -1,0 +1,66 @@
+"""Per-step RL curves as data (from TRL's log history) and their charts for a report.
+
+:func:`curves_from_log` turns ``trainer.state.log_history`` (one entry per step with ``logging_steps=1``)
+into plain lists keyed by :data:`CURVES`: mean correctness reward (TRL's ``rewards/correctness/mean``,
+excluded completions left out), total reward, KL to the starting policy (absent when ``beta`` is 0),
+mean completion length in tokens, the share of completions excluded for verifier failures, the
+learning rate and seconds per step. :func:`render_curves` draws them as inline PNG ``<img>`` tags
+(matplotlib Agg, through :mod:`factory.report_plots`' helpers), one chart per curve present.
+"""
+
+from __future__ import annotations
+
+CURVES = {
+    "correctness": "rewards/correctness/mean",
+    "format": "rewards/format/mean",
+    "reward_model": "rewards/reward_model/mean",
+    "reward": "reward",
+    "kl": "kl",
+    "completion_length": "completions/mean_length",
+    "excluded_frac": "verification/excluded_frac",
+    "learning_rate": "learning_rate",
+    "step_s": "step_time",
+}
+"""Curve name -> TRL log key."""
+TITLES = {
+    "correctness": "Mean correctness reward per step",
+    "kl": "KL to the starting policy per step",
+    "completion_length": "Mean completion length per step (tokens)",
+    "excluded_frac": "Completions excluded (verifier failures) per step",
+}
+
+
+def curves_from_log(log_history: list[dict]) -> dict[str, list]:
+    """``{"step": [...], <curve>: [...]}`` for the per-step entries of a TRL log history; a curve
+    whose key never appears is left out, a step missing a logged key has None there."""
+    entries = [e for e in log_history if "step" in e and "reward" in e]
+    curves: dict[str, list] = {"step": [int(e["step"]) for e in entries]}
+    for name, key in CURVES.items():
+        if any(key in e for e in entries):
+            curves[name] = [_number(e.get(key)) for e in entries]
+    return curves
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def render_curves(curves: dict[str, list], names: tuple[str, ...] = tuple(TITLES)) -> list[str]:
+    """One inline ``<img>`` line chart per curve of ``names`` present in ``curves`` (step on x)."""
+    from factory.report_plots import FALLBACK_COLORS, _pyplot, _to_img
+
+    plt = _pyplot()
+    charts = []
+    for name in names:
+        values = curves.get(name)
+        if not values or all(v is None for v in values):
+            continue
+        points = [(s, v) for s, v in zip(curves["step"], values) if v is not None]
+        fig, ax = plt.subplots(figsize=(7, 3.0))
+        ax.plot([s for s, _ in points], [v for _, v in points], color=FALLBACK_COLORS[0], linewidth=1.2)
+        ax.set_title(TITLES.get(name, name))
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        charts.append(_to_img(fig, TITLES.get(name, name)))
+    return charts

@@ -1,0 +1,102 @@
+"""GRPO rewards from the factory's verifiers: scores for judged completions, None (excluded, counted) for
+completions whose verification failed for infrastructure reasons -- here a math worker killed mid-request."""
+
+from __future__ import annotations
+
+import pytest
+
+from factory.rl.config import RewardsConfig
+from factory.rl.rewards import VerifiedRewards
+from factory.stages.verify import VerifyConfig
+from factory.verifiers.math_verifier import MathVerifier
+
+RIGHT = "3+4=7\n</think>\n\n\\boxed{7}"
+WRONG = "3+4=8\n</think>\n\n\\boxed{8}"
+CUT = "3+4=7\n3+4=7\n3+4"  # a chain cut at the rollout length: no answer
+
+
+class KilledWorker(MathVerifier):
+    """Fault injection: the real child process is killed while it judges (after the request reached it),
+    for completions whose text contains one of ``doomed`` -- a worker crash mid-judgement."""
+
+    doomed: set[str] = set()
+
+    def __call__(self, answer, reference):
+        self._current, self._judging = answer, False
+        return super().__call__(answer, reference)
+
+    def _ensure_worker(self):
+        proc = super()._ensure_worker()
+        self._judging = True  # reads from here on are this request's reply
+        return proc
+
+    def _read_line(self, proc, deadline):
+        if self._judging and any(text in (self._current or "") for text in self.doomed):
+            proc.kill()
+            proc.wait()
+        return super()._read_line(proc, deadline)
+
+
+def _kwargs(n: int, log: list | None = None) -> dict:
+    out = {"task": ["math"] * n, "problem": ["What is 3+4?"] * n, "reference": ["7"] * n, "tests": [None] * n,
+           "entry_point": [None] * n}
+    if log is not None:
+        out["log_metric"] = lambda name, value: log.append((name, value))
+    return out
+
+
+@pytest.fixture
+def rewards():
+    board = VerifiedRewards(RewardsConfig(correctness=1.0, format=0.5), VerifyConfig())
+    yield board
+    KilledWorker.doomed = set()
+
+
+def _call(board, completions, log=None):
+    functions, _ = board.functions()
+    return {f.__name__: f(prompts=[""] * len(completions), completions=completions, **_kwargs(len(completions), log))
+            for f in functions}
+
+
+def test_correct_scores_one_and_wrong_or_cut_chains_score_zero(rewards):
+    scores = _call(rewards, [RIGHT, WRONG, CUT])
+    assert scores["correctness"] == [1.0, 0.0, 0.0]
+
+
+def test_format_reward_follows_the_think_rule(rewards):
+    scores = _call(rewards, [RIGHT, CUT])
+    assert scores["format"] == [1.0, 0.0]
+
+
+def test_reward_functions_carry_their_weights_in_order(rewards):
+    functions, weights = rewards.functions()
+    assert [f.__name__ for f in functions] == ["correctness", "format"] and weights == [1.0, 0.5]
+
+
+def test_a_batch_is_verified_once_for_all_reward_functions(rewards):
+    _call(rewards, [RIGHT, WRONG])
+    assert rewards.judged == 2
+
+
+def test_a_killed_verifier_worker_excludes_the_sample_from_every_function(rewards, monkeypatch):
+    monkeypatch.setattr("factory.verifiers.MathVerifier", KilledWorker)
+    doomed = RIGHT.replace("7", "7 ")  # a correct answer the outage hits
+    KilledWorker.doomed = {doomed.split("</think>")[1].strip()}
+    scores = _call(rewards, [RIGHT, doomed, WRONG])
+    assert scores["correctness"] == [1.0, None, 0.0]
+    assert scores["format"] == [1.0, None, 1.0]
+
+
+def test_exclusions_are_counted_by_verdict_and_logged_per_batch(rewards, monkeypatch):
+    monkeypatch.setattr("factory.verifiers.MathVerifier", KilledWorker)
+    KilledWorker.doomed = {"\\boxed{8}"}
+    log: list = []
+    _call(rewards, [RIGHT, WRONG, WRONG, RIGHT], log)
+    assert rewards.excluded == {"error": 2} and rewards.judged == 4
+    assert log == [("verification/excluded_frac", 0.5)]
+
+
+def test_a_verifier_timeout_is_excluded_not_scored():
+    board = VerifiedRewards(RewardsConfig(), VerifyConfig(math_timeout_s=1e-6))
+    scores = _call(board, [RIGHT, WRONG])
+    assert scores["correctness"] == [None, None] and board.excluded == {"timeout": 2}
