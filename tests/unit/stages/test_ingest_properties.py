@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from factory.stages.ingest import ROW_PROBLEMS, PromptsConfig, PromptSource, PromptValidationError, ingest
 
 FIELDS = ("prompt", "id", "answer", "test")
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Any code point, lone surrogates included (JSON writes them as "\udXXX" escapes).
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=20)
 JSON_VALUES = st.recursive(
