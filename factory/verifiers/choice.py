@@ -49,7 +49,7 @@ NAME = "choice"
 VERSION = "1"
 LETTERS = "ABCDEFGHIJ"
 
-_OPTION_LINE = re.compile(r"^\s*(?:[-*•]\s*)?(\(?|\[)([A-Ja-j])(?:\)|\]|[.:：．、])\s*(\S.*?)\s*$")
+_OPTION_LINE = re.compile(r"^\s*(?:[-*•]\s*)?[(\[]?([A-Ja-j])(?:\)|\]|[.:：．、])\s*(\S.*?)\s*$")
 _INLINE_MARKER = re.compile(r"\(([A-J])\)\s*")
 _WRAPPERS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|fbox|boxed)\s*\{([^{}]*)\}")
 _MARKUP = re.compile(r"[*_`$]+|\\[(\[\])]")
@@ -78,7 +78,7 @@ def parse_options(prompt: str | None) -> dict[str, str]:
     for line in prompt.splitlines():
         match = _OPTION_LINE.match(line)
         if match:
-            letter, text = match.group(2).upper(), match.group(3)
+            letter, text = match.group(1).upper(), match.group(2)
             if letter == "A":
                 run = {"A": text}
                 runs.append(run)
@@ -101,7 +101,7 @@ def _inline_options(prompt: str) -> dict[str, str]:
         options: dict[str, str] = {}
         for index in range(start, len(markers)):
             current = markers[index]
-            if current.group(1) != LETTERS[len(options)]:
+            if len(options) == len(LETTERS) or current.group(1) != LETTERS[len(options)]:
                 break
             end = markers[index + 1].start() if index + 1 < len(markers) else len(prompt)
             text = prompt[current.end():end].split("\n", 1)[0].strip().rstrip(",;").strip()

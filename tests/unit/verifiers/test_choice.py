@@ -4,6 +4,8 @@ variations and adversarial ones) with the verdict each must get."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from factory.verifiers.choice import NAME, VERSION, judge_choice, parse_options
 
@@ -140,3 +142,12 @@ def test_applies_to_rows_with_options_or_a_letter_reference(prompt, reference, e
     from factory.verifiers.choice import applies
 
     assert applies(prompt, reference) is expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(answer=st.one_of(st.none(), st.text(max_size=80), st.sampled_from(["\\boxed{", "answer is", "(A) (B)", "答案是"])
+                        .flatmap(lambda seed: st.text(max_size=40).map(lambda tail: seed + tail))),
+       reference=st.one_of(st.none(), st.text(max_size=10), st.sampled_from(list("ABCDEFGHIJabcd"))),
+       prompt=st.one_of(st.none(), st.text(max_size=80), st.just(CAPITALS), st.just(INLINE)))
+def test_any_text_gets_a_verdict_never_an_exception(answer, reference, prompt):
+    assert judge_choice(answer, reference, prompt).status in ("correct", "wrong", "no_answer", "error")
