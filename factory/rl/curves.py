@@ -32,7 +32,7 @@ TITLES = {
 
 def curves_from_log(log_history: list[dict]) -> dict[str, list]:
     """``{"step": [...], <curve>: [...]}`` for the per-step entries of a TRL log history; a curve
-    whose key never appears is left out, a step missing a logged key has None there."""
+    whose key never appears is left out; a step missing a logged key, or logging NaN, has None there."""
     entries = [e for e in log_history if "step" in e and "reward" in e]
     curves: dict[str, list] = {"step": [int(e["step"]) for e in entries]}
     for name, key in CURVES.items():
@@ -42,7 +42,11 @@ def curves_from_log(log_history: list[dict]) -> dict[str, list]:
 
 
 def _number(value) -> float | None:
-    return None if value is None else float(value)
+    """A logged value as a float; None when absent or NaN (TRL's mean of a batch whose every
+    completion was excluded)."""
+    if value is None or value != value:
+        return None
+    return float(value)
 
 
 def render_curves(curves: dict[str, list], names: tuple[str, ...] = tuple(TITLES)) -> list[str]:

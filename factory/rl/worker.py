@@ -98,10 +98,8 @@ def prompt_rows(tokenizer, prompts: list[dict], prompting) -> list[dict]:
              "entry_point": p["entry_point"], "prompt_id": p["prompt_id"]} for p in prompts]
 
 
-def trainer_args(cfg: RLConfig, out_dir: str, reward_weights: list[float]):
-    """TRL's ``GRPOConfig`` from the RL config (names mapped in :class:`factory.rl.config.GRPOConfig`)."""
-    from trl import GRPOConfig
-
+def trainer_kwargs(cfg: RLConfig, out_dir: str, reward_weights: list[float]) -> dict:
+    """TRL ``GRPOConfig`` arguments from the RL config (names mapped in :class:`factory.rl.config.GRPOConfig`)."""
     g, w, r = cfg.grpo, cfg.workers, cfg.rollout
     vllm = {}
     if r.engine != "transformers":
@@ -109,7 +107,7 @@ def trainer_args(cfg: RLConfig, out_dir: str, reward_weights: list[float]):
                 "vllm_gpu_memory_utilization": r.vllm_gpu_memory_utilization,
                 "vllm_tensor_parallel_size": r.vllm_tensor_parallel_size,
                 "vllm_server_base_url": r.vllm_server_base_url}
-    return GRPOConfig(
+    return dict(
         output_dir=str(Path(out_dir) / TRAINER_DIR), max_steps=g.steps, learning_rate=g.learning_rate,
         lr_scheduler_type=g.lr_scheduler, warmup_steps=g.warmup_ratio, weight_decay=g.weight_decay,
         max_grad_norm=g.max_grad_norm, per_device_train_batch_size=g.micro_batch_size,
@@ -168,7 +166,7 @@ def train_policy(cfg: RLConfig, model_path: str, prompts: list[dict], rewards_sp
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
+    from trl import GRPOConfig, GRPOTrainer
 
     from factory.prompting import PromptingConfig
     from factory.rl.rewards import VerifiedRewards
@@ -185,7 +183,7 @@ def train_policy(cfg: RLConfig, model_path: str, prompts: list[dict], rewards_sp
     rewards = VerifiedRewards(cfg.rewards, VerifyConfig.model_validate(rewards_spec["verify"]), prompting.force_think,
                               RewardConfig.model_validate(rewards_spec["reward"]))
     functions, weights = rewards.functions()
-    args = trainer_args(cfg, out_dir, weights)
+    args = GRPOConfig(**trainer_kwargs(cfg, out_dir, weights))
     trainer = GRPOTrainer(model=model_path, reward_funcs=functions, args=args, processing_class=tokenizer,
                           train_dataset=Dataset.from_list(prompt_rows(tokenizer, prompts, prompting)),
                           callbacks=[_progress_callback(cfg.grpo.steps)])

@@ -3,6 +3,8 @@ completions whose verification failed for infrastructure reasons -- here a math 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from factory.rl.config import RewardsConfig
@@ -13,6 +15,20 @@ from factory.verifiers.math_verifier import MathVerifier
 RIGHT = "3+4=7\n</think>\n\n\\boxed{7}"
 WRONG = "3+4=8\n</think>\n\n\\boxed{8}"
 CUT = "3+4=7\n3+4=7\n3+4"  # a chain cut at the rollout length: no answer
+
+
+def kill_before_reply(proc) -> None:
+    """Kill the worker and discard whatever it wrote: it died before its reply reached the parent."""
+    proc.kill()
+    proc.wait()
+    os.set_blocking(proc.stdout.fileno(), False)
+    try:
+        while os.read(proc.stdout.fileno(), 65536):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        os.set_blocking(proc.stdout.fileno(), True)
 
 
 class KilledWorker(MathVerifier):
@@ -32,8 +48,7 @@ class KilledWorker(MathVerifier):
 
     def _read_line(self, proc, deadline):
         if self._judging and any(text in (self._current or "") for text in self.doomed):
-            proc.kill()
-            proc.wait()
+            kill_before_reply(proc)
         return super()._read_line(proc, deadline)
 
 
