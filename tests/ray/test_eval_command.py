@@ -54,6 +54,25 @@ def test_teacher_and_student_are_scored_on_the_same_problems(results):
     assert results["ratio"] == results["student_after"]["accuracy"] / results["teacher"]["accuracy"]
 
 
+def test_each_result_records_its_model_identity_and_pass_at_1(results, tiny_models):
+    from factory.models import model_identity
+
+    assert results["teacher"]["model_identity"] == model_identity(tiny_models.teacher)
+    assert results["student_after"]["model_identity"] == model_identity(tiny_models.student)
+    for name in ("teacher", "student_after"):  # greedy, one sample each: pass@1 is the accuracy
+        result = results[name]
+        assert result["pass_at_1"] == result["accuracy"] and result["k"] == 1
+        assert result["pass_at"] == {"1": result["accuracy"]}
+
+
+def test_sampled_evaluation_reports_pass_at_k_and_majority_vote(ray_local, tiny_models, work_dir):
+    cfg = _config(work_dir, "eval.samples=4", "eval.temperature=0.6", "eval.top_p=0.95", "eval.reuse_results=false")
+    teacher = eval_command(cfg, checkpoint=None)["teacher"]
+    assert teacher["samples"] == 4 * PROBLEMS and teacher["k"] == 4 and set(teacher["pass_at"]) == {"1", "2", "4"}
+    assert teacher["pass_at_1"] <= teacher["pass_at"]["2"] <= teacher["pass_at_k"]
+    assert 0 <= teacher["maj_at_k"] <= teacher["pass_at_k"]
+
+
 def test_each_model_has_its_generation_cost(results):
     for name in ("teacher", "student_after"):
         result = results[name]
@@ -100,6 +119,23 @@ def test_a_changed_evaluation_is_not_reused(work_dir, tiny_models, change):
 
 
 def test_rewritten_weights_are_not_reused(tiny_models, work_dir, tmp_path):
+    """A retrain re-staged in place: same file names, sizes and mtime, other weights."""
+    import shutil
+
+    model = tmp_path / "student"
+    shutil.copytree(tiny_models.student, model)
+    cfg = _config(work_dir)
+    prompts = evaluate.heldout_prompts(cfg)
+    before = evaluate.result_key(cfg, str(model), prompts, student=True)
+    weights = next(model.glob("*.safetensors"))
+    stat, data = weights.stat(), bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # the last tensor's last values: the header, and so the size, stay the same
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert evaluate.result_key(cfg, str(model), prompts, student=True) != before
+
+
+def test_touched_but_unchanged_weights_are_reused(tiny_models, work_dir, tmp_path):
     import shutil
 
     model = tmp_path / "student"
@@ -109,7 +145,7 @@ def test_rewritten_weights_are_not_reused(tiny_models, work_dir, tmp_path):
     before = evaluate.result_key(cfg, str(model), prompts, student=True)
     weights = next(model.glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
-    assert evaluate.result_key(cfg, str(model), prompts, student=True) != before
+    assert evaluate.result_key(cfg, str(model), prompts, student=True) == before
 
 
 def test_library_versions_are_part_of_the_identity(tiny_models, work_dir, monkeypatch):

@@ -24,9 +24,11 @@ STAGE = REPO / "cluster" / "stage_models.sh"
 EPOCH = 1_700_000_000  # the normalised mtime of reproducible archives and image layers
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
+@pytest.fixture
+def identity_cache(tmp_path, monkeypatch):
+    """A digest cache of the test's own (the tiny models stay in the real FACTORY_CACHE)."""
     monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def _trained(seed: int, scratch: Path) -> dict[str, bytes]:
@@ -58,7 +60,7 @@ def _old_reuse_key(directory: Path) -> list:
     return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in directory.iterdir() if f.is_file())
 
 
-def test_identity_of_a_directory_is_a_stable_content_fingerprint(tmp_path):
+def test_identity_of_a_directory_is_a_stable_content_fingerprint(tmp_path, identity_cache):
     model = tmp_path / "model"
     _stage(tmp_path, 0, model)
     first = model_identity(str(model))
@@ -68,7 +70,7 @@ def test_identity_of_a_directory_is_a_stable_content_fingerprint(tmp_path):
     assert model_identity(str(model)) == first  # the same bytes, computed from scratch
 
 
-def test_restaging_a_retrained_model_in_place_changes_the_identity(tmp_path):
+def test_restaging_a_retrained_model_in_place_changes_the_identity(tmp_path, identity_cache):
     model = tmp_path / "model"
     _stage(tmp_path, 0, model)
     before, old_key = model_identity(str(model)), _old_reuse_key(model)
@@ -77,7 +79,7 @@ def test_restaging_a_retrained_model_in_place_changes_the_identity(tmp_path):
     assert model_identity(str(model)) != before
 
 
-def test_copy_keeping_mtime_over_the_old_files_changes_the_identity(tmp_path):
+def test_copy_keeping_mtime_over_the_old_files_changes_the_identity(tmp_path, identity_cache):
     model, retrained = tmp_path / "model", tmp_path / "retrained"
     _stage(tmp_path, 0, model)
     _stage(tmp_path, 1, retrained)
@@ -89,7 +91,7 @@ def test_copy_keeping_mtime_over_the_old_files_changes_the_identity(tmp_path):
     assert model_identity(str(model)) == model_identity(str(retrained)) != before
 
 
-def test_eval_reuse_key_changes_when_the_model_is_restaged(tmp_path):
+def test_eval_reuse_key_changes_when_the_model_is_restaged(tmp_path, identity_cache):
     from factory.evaluate import result_key
     from conftest import make_config
 
@@ -102,11 +104,11 @@ def test_eval_reuse_key_changes_when_the_model_is_restaged(tmp_path):
     assert result_key(cfg, str(model), prompts, student=True) != before
 
 
-def test_digests_are_cached_by_file_stat(tmp_path):
+def test_digests_are_cached_by_file_stat(tmp_path, identity_cache):
     model = tmp_path / "model"
     _stage(tmp_path, 0, model)
     model_identity(str(model))
-    (cache_file,) = (tmp_path / "cache" / "model-identity").iterdir()
+    (cache_file,) = (identity_cache / "model-identity").iterdir()
     record = json.loads(cache_file.read_text())
     assert record["files"]["model.safetensors"]["sha256"] == file_sha256(model / "model.safetensors")
     true_identity = model_identity(str(model))
@@ -117,7 +119,7 @@ def test_digests_are_cached_by_file_stat(tmp_path):
     assert model_identity(str(model)) == true_identity
 
 
-def test_staging_script_fingerprint_matches_and_is_trusted_while_files_are_unchanged(tmp_path):
+def test_staging_script_fingerprint_matches_and_is_trusted_while_files_are_unchanged(tmp_path, identity_cache):
     model = tmp_path / "model"
     _stage(tmp_path, 0, model)
     (model / "README.md").write_text("not part of the identity")
@@ -131,7 +133,7 @@ def test_staging_script_fingerprint_matches_and_is_trusted_while_files_are_uncha
     assert not (tmp_path / "unused-cache").exists()
 
 
-def test_staged_fingerprint_is_ignored_once_the_model_is_restaged(tmp_path):
+def test_staged_fingerprint_is_ignored_once_the_model_is_restaged(tmp_path, identity_cache):
     model = tmp_path / "model"
     _stage(tmp_path, 0, model)
     staged = subprocess.run(["bash", str(STAGE), "--fingerprint", str(model)], check=True, capture_output=True,
@@ -144,7 +146,7 @@ def test_pinned_hub_model_is_its_revision():
     assert model_identity("org/model", "0" * 40) == "org/model@" + "0" * 40
 
 
-def test_unpinned_hub_model_is_its_cached_snapshot_fingerprint(tmp_path, monkeypatch):
+def test_unpinned_hub_model_is_its_cached_snapshot_fingerprint(tmp_path, identity_cache, monkeypatch):
     hub = tmp_path / "hub"
     commit = "a" * 40
     snapshot = hub / "models--org--model" / "snapshots" / commit
@@ -164,7 +166,7 @@ def test_model_without_any_identity_is_an_error_never_null(name):
         model_identity(name)
 
 
-def test_directory_without_model_files_is_an_error(tmp_path):
+def test_directory_without_model_files_is_an_error(tmp_path, identity_cache):
     (tmp_path / "README.md").write_text("empty")
     with pytest.raises(ModelIdentityError, match="no model files"):
         model_identity(str(tmp_path))
