@@ -18,7 +18,7 @@ Contract:
 - With ``on_bad_row: fail`` the run stops before any Ray work with a :class:`PromptValidationError`
   listing the bad rows; with ``skip`` they are left out and counted per reason
   (``ingest:<reason>``) for the manifest. A source that cannot be read at all (not Parquet, a
-  corrupt gzip stream, not a ``save_to_disk`` directory) raises :class:`PromptValidationError` in
+  corrupt gzip stream, a UTF-16 file, not a ``save_to_disk`` directory) raises :class:`PromptValidationError` in
   either mode (``unreadable_source``), with the row it broke at: skipping the rest of a source is
   never silent. A missing path raises FileNotFoundError naming the source.
 - Ingestion runs on the driver, streaming each file once in batches: Parquet and HF sources are
@@ -176,6 +176,9 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict | str]]:
     try:
         with opener(path, "rb") as f:
             for number, raw in enumerate(f, start=1):
+                if number == 1 and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise _Unreadable("unreadable_source: the file is UTF-16 (its byte-order mark says so); "
+                                      "re-encode it as UTF-8")
                 if number == 1:
                     raw = raw.removeprefix(codecs.BOM_UTF8)
                 if raw.strip():
@@ -263,7 +266,8 @@ def _text(record: dict, name: str | None, *, required: bool, numbers: tuple[type
         if required:
             raise _Bad(f"missing_field: {name} is null")
         return None
-    if isinstance(value, numbers) and not isinstance(value, bool) and (not isinstance(value, float) or math.isfinite(value)):
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if isinstance(value, numbers) and not isinstance(value, bool) and finite:
         value = str(value)
     if not isinstance(value, str):
         raise _Bad(f"not_text: {name} has type {_kind(value)}")

@@ -150,7 +150,8 @@ def _letters_in(phrase: str, allowed: str, any_case: bool, whole: bool,
     return [max(matches, key=lambda letter: len(options[letter]))] if matches else []
 
 
-def chosen_option(answer: str | None, prompt: str | None = None, *, allowed: str | None = None) -> tuple[list[str], str]:
+def chosen_option(answer: str | None, prompt: str | None = None, *,
+                  allowed: str | None = None) -> tuple[list[str], str]:
     """``(letters, rule)``: the options the answer's final choice names (module doc) and the rule that
     found it (``boxed``/``statement``/``last_line``; ``none`` with ``[]``). A box naming no option is
     ``([], "boxed")``."""

@@ -231,8 +231,9 @@ def test_parquet_row_numbers_run_on_across_record_batches(tmp_path):
         ("p.jsonl.gz", "jsonl", b"this is not gzip"),
         ("p.jsonl.gz", "jsonl", gzip.compress(b'{"prompt": "a"}\n{"prompt": "b"}\n' * 50)[:-30]),
         ("p.parquet", "parquet", b"PAR1 not really"),
+        ("p.jsonl", "jsonl", '{"prompt": "a"}\n'.encode("utf-16")),
     ],
-    ids=["not-gzip", "truncated-gzip", "not-parquet"],
+    ids=["not-gzip", "truncated-gzip", "not-parquet", "utf-16"],
 )
 def test_unreadable_source_fails_in_both_modes(tmp_path, on_bad_row, name, kind, data):
     path = tmp_path / name
