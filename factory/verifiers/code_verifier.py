@@ -9,6 +9,8 @@ restates the whole function simply redefines it.
 Status mapping (the sandbox status is kept in ``code_status``): pass -> ``correct``; fail -> ``wrong``;
 timeout -> ``timeout``; memory -> ``wrong`` (the program exceeded the task's memory budget);
 sandbox_error -> ``error``; no code in the answer -> ``no_answer``; no tests -> ``error``.
+``prepare_program`` and ``verdict_of_run`` are the two halves around the run, so the verify stage can
+send programs to either sandbox backend (local subprocesses or the sandbox service).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import ast
 
 from factory.verifiers.answers import extract_code
-from factory.verifiers.sandbox import SandboxLimits, run_sandboxed
+from factory.verifiers.sandbox import SandboxLimits, SandboxResult, run_sandboxed
 from factory.verifiers.verdict import VerdictResult
 
 NAME = "code"
@@ -50,16 +52,27 @@ def build_program(candidate: str, tests: str, entry_point: str | None, prompt: s
     return "\n\n".join(part.rstrip() for part in parts) + "\n"
 
 
-def verify_code(answer: str | None, tests: str | None, entry_point: str | None = None,
-                prompt: str | None = None, limits: SandboxLimits = SandboxLimits(), mode: str = "auto",
-                python: str | None = None, uid_base: int = 61000, slot: int = 0) -> VerdictResult:
-    """Judge one answer by running it with its tests in the sandbox (see ``run_sandboxed``)."""
+def prepare_program(answer: str | None, tests: str | None, entry_point: str | None = None,
+                    prompt: str | None = None) -> str | VerdictResult:
+    """The program to run for one answer, or the verdict when there is nothing to run (no tests, no code)."""
     if not tests or not tests.strip():
         return VerdictResult("error", NAME, VERSION, "task has no tests")
     candidate = extract_code(answer)
     if candidate is None:
         return VerdictResult("no_answer", NAME, VERSION, "no code in the answer")
-    result = run_sandboxed(build_program(candidate, tests, entry_point, prompt), limits, mode, python,
-                           uid_base, slot)
-    return VerdictResult(_VERDICT_OF[result.status], NAME, VERSION, result.detail[:500],
-                         code_status=result.status)
+    return build_program(candidate, tests, entry_point, prompt)
+
+
+def verdict_of_run(result: SandboxResult) -> VerdictResult:
+    """The verdict of one sandboxed run, whichever backend ran it (status mapping: module doc)."""
+    return VerdictResult(_VERDICT_OF[result.status], NAME, VERSION, result.detail[:500], code_status=result.status)
+
+
+def verify_code(answer: str | None, tests: str | None, entry_point: str | None = None,
+                prompt: str | None = None, limits: SandboxLimits = SandboxLimits(), mode: str = "auto",
+                python: str | None = None, uid_base: int = 61000, slot: int = 0) -> VerdictResult:
+    """Judge one answer by running it with its tests in the local sandbox (see ``run_sandboxed``)."""
+    program = prepare_program(answer, tests, entry_point, prompt)
+    if isinstance(program, VerdictResult):
+        return program
+    return verdict_of_run(run_sandboxed(program, limits, mode, python, uid_base, slot))

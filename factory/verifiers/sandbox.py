@@ -149,25 +149,45 @@ def _launch_command(mode: str, python: str, uid: int, limits: SandboxLimits, rep
     return _prlimit_prefix(limits) + inner
 
 
-def _tools_present(mode: str) -> bool:
-    needed = {"bwrap": ["bwrap"], "unshare": ["unshare"]}[mode] + ["setpriv", "prlimit"]
-    return all(shutil.which(tool) for tool in needed) and os.geteuid() == 0
+_PACKAGE_OF = {"bwrap": "bubblewrap", "unshare": "util-linux", "setpriv": "util-linux", "prlimit": "util-linux"}
+
+
+def _missing_tools(mode: str) -> str:
+    """The tools ``mode`` needs that are not installed here ("" when all are)."""
+    tools = {"bwrap": ["bwrap"], "unshare": ["unshare"]}[mode] + ["setpriv", "prlimit"]
+    absent = [tool for tool in tools if not shutil.which(tool)]
+    return ", ".join(f"{tool} is not installed (package {_PACKAGE_OF[tool]})" for tool in absent)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What the probe found: the isolation runs get here, or why there is none."""
+
+    mode: str | None
+    """``bwrap`` or ``unshare``; None when neither works."""
+    problem: str
+    """Why each candidate failed ("" when ``mode`` is set)."""
 
 
 _PROBE_LOCK = threading.Lock()
 
 
-def resolve_mode(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> str | None:
-    """The isolation a run in ``mode`` gets here, probed once per process: ``bwrap``, ``unshare``,
-    or None when none works (then every run is ``sandbox_error``). ``auto`` prefers bwrap.
+def probe_isolation(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> Isolation:
+    """The isolation a run in ``mode`` gets here, probed once per process (``auto`` prefers bwrap),
+    with the reason when there is none (then every run is ``sandbox_error``).
 
     Both modes need root (namespaces without a user namespace, and a uid switch for RLIMIT_NPROC).
-    The probe runs as ``uid_base - 1``, a uid no slot uses, one probe at a time.
+    The probe runs a program as ``uid_base - 1``, a uid no slot uses, one probe at a time.
     """
     if mode not in SANDBOX_MODES:
         raise ValueError(f"sandbox mode must be one of {SANDBOX_MODES}, got {mode!r}")
     with _PROBE_LOCK:
         return _probe(mode, python, uid_base)
+
+
+def resolve_mode(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> str | None:
+    """``probe_isolation(...).mode``: ``bwrap``, ``unshare``, or None when none works."""
+    return probe_isolation(mode, python, uid_base).mode
 
 
 def forget_probes() -> None:
@@ -176,14 +196,21 @@ def forget_probes() -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(mode: str = "auto", python: str | None = None, uid_base: int = 61000) -> str | None:
+def _probe(mode: str, python: str | None, uid_base: int) -> Isolation:
     candidates = ["bwrap", "unshare"] if mode == "auto" else [mode]
+    problems = [f"{candidate}: {missing}" for candidate in candidates if (missing := _missing_tools(candidate))]
+    if os.geteuid() != 0:
+        problems.insert(0, f"this process runs as uid {os.geteuid()}, not root (the sandbox creates namespaces "
+                        "without a user namespace and runs each program as its own uid)")
+        return Isolation(None, "; ".join(problems))
     for candidate in candidates:
-        if _tools_present(candidate):
-            probe = _run(candidate, "print('ok')", SandboxLimits(timeout_s=20), python or default_python(), uid_base - 1)
-            if probe.status == "pass" and probe.stdout.strip() == "ok":
-                return candidate
-    return None
+        if _missing_tools(candidate):
+            continue
+        probe = _run(candidate, "print('ok')", SandboxLimits(timeout_s=20), python or default_python(), uid_base - 1)
+        if probe.status == "pass" and probe.stdout.strip() == "ok":
+            return Isolation(candidate, "")
+        problems.append(f"{candidate}: a probe run ended {probe.status}: {probe.detail}")
+    return Isolation(None, "; ".join(problems))
 
 
 def run_sandboxed(source: str, limits: SandboxLimits = SandboxLimits(), mode: str = "auto",
@@ -194,11 +221,11 @@ def run_sandboxed(source: str, limits: SandboxLimits = SandboxLimits(), mode: st
     a finished run kills every process left with its uid.
     """
     python = python or default_python()
-    resolved = resolve_mode(mode, python, uid_base)
-    if resolved is None:
-        return SandboxResult("sandbox_error", f"no working sandbox for mode {mode!r} (needs root and "
-                             "bwrap or unshare, plus setpriv and prlimit)", None, "", 0.0, None)
-    return _run(resolved, source, limits, python, uid_base + slot)
+    isolation = probe_isolation(mode, python, uid_base)
+    if isolation.mode is None:
+        return SandboxResult("sandbox_error", f"no working sandbox for mode {mode!r}: {isolation.problem}",
+                             None, "", 0.0, None)
+    return _run(isolation.mode, source, limits, python, uid_base + slot)
 
 
 def _run(mode: str, source: str, limits: SandboxLimits, python: str, uid: int) -> SandboxResult:

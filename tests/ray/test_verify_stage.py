@@ -1,4 +1,5 @@
-"""The verify stage on local Ray: verdict columns per task type, unscored failed generations."""
+"""The verify stage on local Ray: verdict columns per task type, unscored failed generations, and the
+sandbox runs counted in the stage's stats (local backend; the service backend: test_verify_service.py)."""
 
 import pyarrow as pa
 
@@ -37,10 +38,11 @@ def _sample_table():
 
 def test_verify_stage_scores_each_row_by_its_task(ray_local):
     cfg = make_config(verify=VerifyConfig(batch_size=4, code_limits=SandboxLimits(timeout_s=5)))
-    table, _ = run_small([VerifyStage], cfg, _sample_table())
+    table, records = run_small([VerifyStage], cfg, _sample_table())
     table = table.sort_by("source_row")
     assert table.num_rows == len(ROWS)
     got = list(zip(table["verdict"].to_pylist(), table["format_ok"].to_pylist()))
     assert got == [expected for _, expected in ROWS]
     verifiers = table["verifier"].to_pylist()
     assert verifiers[0].startswith("math@") and verifiers[3] == "code@1" and verifiers[-1] is None
+    assert records[0].stats == {"sandbox_backend": "local", "sandbox_runs": 3, "sandbox_errors": 0, "circuit": "closed"}

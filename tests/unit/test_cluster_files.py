@@ -344,3 +344,135 @@ def test_submit_slot_script_is_strict_bash():
     text = (CLUSTER / "submit_slot.sh").read_text()
     assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
     assert os.access(CLUSTER / "submit_slot.sh", os.X_OK)
+
+
+# The code sandbox service: cluster/k8s/sandbox-service.yaml and cluster/sandbox/Dockerfile (cluster/README.md,
+# "Code verification"). The Ray pods cannot isolate code; these pods can, and only the factory's pods reach them.
+SANDBOX_MANIFEST = CLUSTER / "k8s" / "sandbox-service.yaml"
+SANDBOX_DOCKERFILE = CLUSTER / "sandbox" / "Dockerfile"
+
+
+def _sandbox(kind: str) -> dict:
+    (doc,) = [d for d in _docs(SANDBOX_MANIFEST) if d["kind"] == kind]
+    return doc
+
+
+def _sandbox_container() -> dict:
+    (container,) = _sandbox("Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _sandbox_arg(name: str) -> str:
+    args = _sandbox_container()["args"]
+    return args[args.index(name) + 1]
+
+
+def _cluster_verify_sections() -> list[tuple[str, dict]]:
+    configs = sorted({config for _, _, config in _entrypoints() if config})
+    return [(config, yaml.safe_load((REPO / config).read_text())["verify"]) for config in configs]
+
+
+def test_cluster_configs_verify_code_through_the_sandbox_service():
+    service = _sandbox("Service")
+    (port,) = service["spec"]["ports"]
+    url = f"http://{service['metadata']['name']}:{port['port']}"
+    sections = _cluster_verify_sections()
+    assert sections
+    for config, verify in sections:
+        assert verify["sandbox_backend"] == "service", config
+        assert verify["sandbox_service"]["url"] == url, config
+
+
+def test_sandbox_service_fronts_the_sandbox_pods_on_their_http_port():
+    service, deployment = _sandbox("Service"), _sandbox("Deployment")
+    assert service["spec"]["type"] == "ClusterIP"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    named = {p["name"]: p["containerPort"] for p in _sandbox_container()["ports"]}
+    assert named[port["targetPort"]] == int(_sandbox_arg("--port"))
+
+
+def test_sandbox_container_listens_on_the_pod_ip_and_is_ready_only_when_it_can_isolate():
+    container = _sandbox_container()
+    assert container["args"][:3] == ["python", "-m", "factory.verifiers.sandbox_service"]
+    assert (REPO / "factory" / "verifiers" / "sandbox_service.py").is_file()
+    assert _sandbox_arg("--host") == "$(POD_IP)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_sandbox_pod_is_privileged_on_dedicated_nodes_without_credentials():
+    pod = _sandbox("Deployment")["spec"]["template"]["spec"]
+    security = _sandbox_container()["securityContext"]
+    assert security["privileged"] is True and security["runAsUser"] == 0
+    assert security["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    (key, value), = pod["nodeSelector"].items()
+    assert {"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"} in pod["tolerations"]
+    assert not list(_walk(pod, "secretKeyRef")) and not list(_walk(pod, "envFrom"))
+    assert not list(_walk(pod, "secret")) and not list(_walk(pod, "hostPath"))
+
+
+def test_sandbox_network_policy_admits_only_the_factorys_pods_and_allows_no_egress():
+    policy, deployment = _sandbox("NetworkPolicy"), _sandbox("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"} and policy["spec"]["egress"] == []
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert source == {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "distill-factory"}}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": int(_sandbox_arg("--port"))}]
+    assert "app.kubernetes.io/part-of" not in pod_labels  # the Ray pods' policy must not select the sandbox
+    clients = [spec["headGroupSpec"]["template"] for spec in _ray_cluster_specs()]
+    clients += [g["template"] for spec in _ray_cluster_specs() for g in spec["workerGroupSpecs"]]
+    for template in clients:
+        assert source["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
+def test_sandbox_image_is_tagged_with_the_package_version_and_built_by_its_dockerfile():
+    image = _sandbox_container()["image"]
+    assert image.rsplit(":", 1)[1] == _pyproject()["project"]["version"]
+    assert image.rsplit(":", 1)[0].endswith("/sandbox")
+    text = SANDBOX_DOCKERFILE.read_text()
+    assert f"-f cluster/sandbox/Dockerfile -t {image} ." in text
+    lines = _dockerfile_lines(SANDBOX_DOCKERFILE)
+    assert any("apt-get install" in line and "bubblewrap" in line.split() for line in lines)
+    for line in lines:
+        if line.startswith("COPY "):
+            for source in shlex.split(line)[1:-1]:
+                assert (REPO / source).exists(), source
+    cmd = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
+    assert cmd[:3] == ["python", "-m", "factory.verifiers.sandbox_service"]
+
+
+def test_sandbox_image_installs_the_dependency_ranges_of_pyproject():
+    installed = next(line for line in _dockerfile_lines(SANDBOX_DOCKERFILE) if "pip install --no-deps ." in line)
+    pinned = {re.split(r"[<>=]", spec, maxsplit=1)[0]: spec for spec in re.findall(r'"([^"]+)"', installed)}
+    declared = {re.split(r"[<>=]", d, maxsplit=1)[0]: d for d in _pyproject()["project"]["dependencies"]}
+    assert set(pinned) == {"pydantic", "aiohttp"}
+    for name, spec in pinned.items():
+        assert declared[name] == spec
+
+
+def _gib(quantity: str) -> float:
+    units = {"Gi": 1.0, "Mi": 1 / 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_sandbox_pod_memory_covers_its_slots_at_the_configs_memory_limit():
+    slots = int(_sandbox_arg("--slots"))
+    container = _sandbox_container()
+    memory_mb = max(verify["code_limits"]["memory_mb"] for _, verify in _cluster_verify_sections())
+    assert slots * memory_mb / 1024 < _gib(container["resources"]["limits"]["memory"])
+    assert int(container["resources"]["limits"]["cpu"]) >= slots
+
+
+def test_verify_requests_in_flight_fit_the_services_slots_and_queue():
+    deployment = _sandbox("Deployment")
+    capacity = deployment["spec"]["replicas"] * (int(_sandbox_arg("--slots")) + int(_sandbox_arg("--max-queue")))
+    for config, verify in _cluster_verify_sections():
+        in_flight = verify["max_concurrent_tasks"] * verify["sandbox_service"]["concurrency"]
+        assert in_flight <= capacity, config
