@@ -22,6 +22,8 @@ Contract:
   actor per stage, shared by all verify tasks: a task sees one block, too few runs for a window, and Ray
   does not promise that a worker process outlives a task; one actor call per batch with code rows costs
   far less than the batch. Called without the stage, :class:`Verify` keeps an in-process window.
+- ``VerifyConfig.verdict_settings()`` is the part of the config that can change a verdict (all but the
+  ``EXECUTION_FIELDS``: service address and client settings, breaker, parallelism, batching, uids).
 - :class:`VerifyStage` runs the callable as Ray tasks (not actors) with ``num_cpus_per_task`` each;
   every batch logs its rows and samples/s; its stats count sandbox runs and ``sandbox_error`` s.
 Not covered: retries of a whole batch (an ``error`` verdict is final for this run; rerun the stage), GPU checks.
@@ -54,7 +56,7 @@ OUTPUT_FIELDS = [
 ]
 INPUT_COLUMNS = ("task", "prompt", "completion", "answer", "reference", "tests", "entry_point", "gen_status")
 _UIDS_PER_PROCESS_SLOT = 10000
-__all__ = ["SandboxCircuitOpen", "SandboxUnavailable", "Verify", "VerifyConfig", "VerifyStage", "check_code_sandbox"]
+__all__ = ["EXECUTION_FIELDS", "SandboxCircuitOpen", "SandboxUnavailable", "Verify", "VerifyConfig", "VerifyStage", "check_code_sandbox"]
 
 
 class SandboxServiceConfig(Section):
@@ -119,12 +121,22 @@ class VerifyConfig(Section):
     batch_size: int = Field(64, ge=1)
     """Rows per Ray task; larger batches amortise the math worker start (~0.5 s) per task."""
 
+    def verdict_settings(self) -> dict:
+        """The settings that can change a verdict (what a refresh compares to decide whether carried rows are
+        re-verified): every field except where and how fast code runs (``EXECUTION_FIELDS``)."""
+        return self.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
+
     @model_validator(mode="after")
     def _service_needs_its_address(self):
         if self.sandbox_backend == "service" and self.sandbox_service is None:
             raise ValueError("verify.sandbox_service (with its url) is required when verify.sandbox_backend "
                              "is 'service'")
         return self
+
+
+EXECUTION_FIELDS = ("sandbox_service", "circuit_breaker", "sandbox_uid_base", "max_parallel_sandboxes",
+                    "num_cpus_per_task", "max_concurrent_tasks", "batch_size")
+"""VerifyConfig fields that decide where and how fast code runs, never a verdict."""
 
 
 def check_code_sandbox(cfg: VerifyConfig) -> None:

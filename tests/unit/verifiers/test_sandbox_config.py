@@ -48,3 +48,16 @@ def test_service_backend_takes_its_url_and_client_settings():
 def test_bad_sandbox_settings_are_errors_naming_the_field(section, named):
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
         _verify(**section)
+
+
+def test_where_and_how_fast_code_runs_does_not_change_the_verdict_settings():
+    local = _verify()
+    served = _verify(sandbox_service={"url": "http://s:8080", "concurrency": 32}, circuit_breaker={"window": 500},
+                     max_concurrent_tasks=4, max_parallel_sandboxes=8, batch_size=16)
+    assert served.verdict_settings() == local.verdict_settings()
+
+
+def test_limits_and_the_backend_change_the_verdict_settings():
+    base = _verify().verdict_settings()
+    assert _verify(code_limits={"memory_mb": 1024}).verdict_settings() != base
+    assert _verify(sandbox_backend="service", sandbox_service={"url": "http://s:8080"}).verdict_settings() != base
