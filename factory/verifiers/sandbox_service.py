@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from factory.verifiers.sandbox import SANDBOX_MODES, SandboxLimits, probe_isolation, run_sandboxed
+from factory.verifiers.sandbox import SANDBOX_MODES, SandboxLimits, default_python, probe_isolation, run_sandboxed
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 16 << 20
@@ -99,8 +99,8 @@ def build_app(settings: ServiceSettings) -> web.Application:
 async def _probe_on_startup(app: web.Application) -> None:
     state = app[_STATE]
     settings = state.settings
-    state.isolation = await asyncio.get_running_loop().run_in_executor(
-        state.pool, probe_isolation, settings.mode, settings.python, settings.uid_base)
+    state.isolation = await asyncio.get_running_loop().run_in_executor(  # cached: runs use the same probe
+        state.pool, probe_isolation, settings.mode, settings.python or default_python(), settings.uid_base)
     if state.isolation.mode is None:
         log.error("sandbox service: no isolation on this host: %s", state.isolation.problem)
     else:
@@ -156,8 +156,7 @@ async def _run(request: web.Request) -> web.Response:
         return _refusal(503, "client gone")
     settings = state.settings
     future = asyncio.get_running_loop().run_in_executor(
-        state.pool, run_sandboxed, body.source, body.limits, state.isolation.mode, settings.python,
-        settings.uid_base, slot)
+        state.pool, run_sandboxed, body.source, body.limits, settings.mode, settings.python, settings.uid_base, slot)
     # the slot (its uid) is free again only when the run has ended, even if this handler is cancelled
     future.add_done_callback(lambda _: state.free.put_nowait(slot))
     result = await asyncio.shield(future)
