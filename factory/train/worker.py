@@ -32,7 +32,7 @@ from factory.train.batching import collate, one_row_for, shard_for_sequence_para
 from factory.train.checkpoint import METRICS, checkpoint_name, mark_latest, publish_hf_checkpoint, write_json_atomic
 from factory.train.config import TrainConfig
 from factory.train.schedule import lr_multiplier
-from factory.train.zero import deepspeed_config, uses_deepspeed_optimizer
+from factory.train.zero import deepspeed_config, skip_inference_comm_op, uses_deepspeed_optimizer
 
 DEFAULT_EXTENSIONS_DIR = os.path.expanduser("~/.cache/distill-factory/torch_extensions")
 TENSORBOARD_DIR = "tensorboard"
@@ -67,12 +67,6 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     params = list(model.parameters())
     return [{"params": [p for p in params if matrix(p)], "weight_decay": weight_decay},
             {"params": [p for p in params if not matrix(p)], "weight_decay": 0.0}]
-
-
-def _skip_inference_comm_op() -> None:
-    import deepspeed.ops
-
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # DeepSpeed documents edits to it as kept
 
 
 def resident_elements(module) -> tuple[int, int]:
@@ -132,7 +126,7 @@ def train_loop(config: dict) -> None:
     if cfg.use_gpu:
         torch.cuda.set_device(device)
     out_dir, total_steps, start_step = config["out_dir"], config["total_steps"], config["start_step"]
-    _skip_inference_comm_op()
+    skip_inference_comm_op()
     transformers.utils.logging.disable_progress_bar()  # per-worker weight loading/saving bars drown the progress lines
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
 

@@ -7,12 +7,21 @@ final checkpoint is a consolidated HF model; parameters smaller than 10 × hidde
 biases) stay unpartitioned, as transformers' DeepSpeed integration sets it. ``zero_force_ds_cpu_optimizer`` is off so a plain
 ``torch.optim.AdamW`` may be used with offload (DeepSpeed's CPU Adam is built and used instead when
 :func:`uses_deepspeed_optimizer` says so). No ``optimizer`` block is written otherwise: a config
-AdamW would select DeepSpeed's compiled FusedAdam, an op build on first use.
+AdamW would select DeepSpeed's compiled FusedAdam, an op build on first use. With
+:func:`skip_inference_comm_op` the CPU path compiles no DeepSpeed op at all.
 """
 
 from __future__ import annotations
 
 from factory.train.config import TrainConfig
+
+
+def skip_inference_comm_op() -> None:
+    """Keep DeepSpeed from compiling its CPU shared-memory all-reduce when its comm backend starts
+    (~50 s cold): only inference all-reduce uses it; training reduces through the process group."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # DeepSpeed keeps edits to this dict
 
 
 def uses_deepspeed_optimizer(cfg: TrainConfig) -> bool:
