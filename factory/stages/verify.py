@@ -25,7 +25,7 @@ Contract:
 - ``VerifyConfig.verdict_settings()`` is the part of the config that can change a verdict (all but the
   ``EXECUTION_FIELDS``: service address and client settings, breaker, parallelism, batching, uids).
 - :class:`VerifyStage` runs the callable as Ray tasks (not actors) with ``num_cpus_per_task`` each;
-  every batch logs its rows and samples/s; its stats count sandbox runs and ``sandbox_error`` s.
+  every batch logs its rows and samples/s; its stats count sandbox runs and ``sandbox_error`` results.
 Not covered: retries of a whole batch (an ``error`` verdict is final for this run; rerun the stage), GPU checks.
 """
 
@@ -56,7 +56,8 @@ OUTPUT_FIELDS = [
 ]
 INPUT_COLUMNS = ("task", "prompt", "completion", "answer", "reference", "tests", "entry_point", "gen_status")
 _UIDS_PER_PROCESS_SLOT = 10000
-__all__ = ["EXECUTION_FIELDS", "SandboxCircuitOpen", "SandboxUnavailable", "Verify", "VerifyConfig", "VerifyStage", "check_code_sandbox"]
+__all__ = ["EXECUTION_FIELDS", "SandboxCircuitOpen", "SandboxUnavailable", "Verify", "VerifyConfig", "VerifyStage",
+           "check_code_sandbox"]
 
 
 class SandboxServiceConfig(Section):
