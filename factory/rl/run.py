@@ -7,8 +7,9 @@ Steps (``factory rl CONFIG`` and ``pipelines/rl.py`` both run :func:`run_rl`):
 2. held-out pass@1 of the starting policy (``before``) through the factory's own evaluation (its
    generation engine, vLLM by default, and verifiers) at ``eval``'s sampling;
 3. GRPO (:func:`factory.rl.worker.grpo_loop`) on ``workers.num_workers`` Ray Train workers, one
-   DeepSpeed rank each (gloo/fp32 on CPU, NCCL on GPU); the run directory ``<work_dir>/<name>``
-   holds the trainer's state, so rerunning an interrupted run resumes from its last checkpoint;
+   DeepSpeed rank each (gloo/fp32 on CPU, NCCL on GPU); with ``grpo.save_every_steps`` the run
+   directory ``<work_dir>/<name>`` holds resumable trainer checkpoints, and rerunning an interrupted
+   run resumes from the last one (without it, a rerun starts over);
 4. the final HF checkpoint gets its ``rl_card.json`` (lineage) and identity (:mod:`factory.rl.checkpoint`);
 5. held-out pass@1 of the checkpoint (``after``), loaded by the same engine as the teacher was;
 6. ``rl_summary.json`` (everything above, the curves included) and ``report.html`` (curves charted).

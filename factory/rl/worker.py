@@ -75,9 +75,9 @@ def configure_accelerate(use_gpu: bool) -> None:
     if not use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         os.environ["ACCELERATE_TORCH_DEVICE"] = "cpu"
-    from factory.train.worker import _skip_inference_comm_op
+    from factory.train.zero import skip_inference_comm_op
 
-    _skip_inference_comm_op()
+    skip_inference_comm_op()
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     PartialState(backend="nccl" if use_gpu else "gloo")
 

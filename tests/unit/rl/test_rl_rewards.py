@@ -62,9 +62,7 @@ def _kwargs(n: int, log: list | None = None) -> dict:
 
 @pytest.fixture
 def rewards():
-    board = VerifiedRewards(RewardsConfig(correctness=1.0, format=0.5), VerifyConfig())
-    yield board
-    KilledWorker.doomed = set()
+    return VerifiedRewards(RewardsConfig(correctness=1.0, format=0.5), VerifyConfig())
 
 
 def _call(board, completions, log=None):
@@ -96,7 +94,7 @@ def test_a_batch_is_verified_once_for_all_reward_functions(rewards):
 def test_a_killed_verifier_worker_excludes_the_sample_from_every_function(rewards, monkeypatch):
     monkeypatch.setattr("factory.verifiers.MathVerifier", KilledWorker)
     doomed = RIGHT.replace("7", "7 ")  # a correct answer the outage hits
-    KilledWorker.doomed = {doomed.split("</think>")[1].strip()}
+    monkeypatch.setattr(KilledWorker, "doomed", {doomed.split("</think>")[1].strip()})
     scores = _call(rewards, [RIGHT, doomed, WRONG])
     assert scores["correctness"] == [1.0, None, 0.0]
     assert scores["format"] == [1.0, None, 1.0]
@@ -104,7 +102,7 @@ def test_a_killed_verifier_worker_excludes_the_sample_from_every_function(reward
 
 def test_exclusions_are_counted_by_verdict_and_logged_per_batch(rewards, monkeypatch):
     monkeypatch.setattr("factory.verifiers.MathVerifier", KilledWorker)
-    KilledWorker.doomed = {"\\boxed{8}"}
+    monkeypatch.setattr(KilledWorker, "doomed", {"\\boxed{8}"})
     log: list = []
     _call(rewards, [RIGHT, WRONG, WRONG, RIGHT], log)
     assert rewards.excluded == {"error": 2} and rewards.judged == 4
@@ -115,3 +113,28 @@ def test_a_verifier_timeout_is_excluded_not_scored():
     board = VerifiedRewards(RewardsConfig(), VerifyConfig(math_timeout_s=1e-6))
     scores = _call(board, [RIGHT, WRONG])
     assert scores["correctness"] == [None, None] and board.excluded == {"timeout": 2}
+
+
+CODE_OK = "Write add.\n</think>\n\n```python\ndef add(a, b):\n    return a + b\n```"
+CODE_BAD = "Write add.\n</think>\n\n```python\ndef add(a, b):\n    return a - b\n```"
+
+
+def test_code_completions_are_scored_by_their_tests_in_the_sandbox():
+    board = VerifiedRewards(RewardsConfig(), VerifyConfig())
+    correctness, = board.functions()[0]
+    scores = correctness(prompts=["", ""], completions=[CODE_OK, CODE_BAD], task=["code", "code"],
+                         problem=["Write add(a, b)."] * 2, reference=[None, None],
+                         tests=["def check(f):\n    assert f(2, 3) == 5\n"] * 2, entry_point=["add", "add"])
+    assert scores == [1.0, 0.0]
+
+
+def test_the_reward_model_scores_what_the_verifiers_judged(tiny_models, monkeypatch):
+    from factory.stages.reward import RewardConfig
+
+    rm = RewardConfig(enabled=True, model="tiny:reward", dtype="float32", max_length=512, max_tokens_per_batch=4096,
+                      num_gpus_per_actor=0)
+    board = VerifiedRewards(RewardsConfig(correctness=1.0, reward_model=0.5), VerifyConfig(), reward_cfg=rm)
+    monkeypatch.setattr("factory.verifiers.MathVerifier", KilledWorker)
+    monkeypatch.setattr(KilledWorker, "doomed", {"\\boxed{8}"})
+    scores = _call(board, [RIGHT, WRONG])
+    assert isinstance(scores["reward_model"][0], float) and scores["reward_model"][1] is None  # excluded everywhere

@@ -85,3 +85,15 @@ def test_every_argument_is_one_trls_grpo_config_takes():
     cfg = _cfg("workers.use_gpu=true", "rollout.engine=vllm_colocate")
     names = {field.name for field in dataclasses.fields(GRPOConfig)}
     assert set(trainer_kwargs(cfg, "out", [1.0])) <= names
+
+
+def test_a_rank_run_in_process_gets_a_deepspeed_state_of_one_process():
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from factory.rl.worker import configure_accelerate; configure_accelerate(False); "
+            "from accelerate import PartialState; s = PartialState(); "
+            "print(json.dumps([str(s.distributed_type), s.num_processes, str(s.device)]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["DistributedType.DEEPSPEED", 1, "cpu"]
