@@ -43,6 +43,8 @@ GENERATION_FIELDS = [
     pa.field("backend_version", pa.string()),
     pa.field("sampling_json", pa.string()),  # sampling params as canonical JSON
     pa.field("seed", pa.int64()),
+    pa.field("sample_round", pa.int32()),  # generation round that drew the sample (0 with a fixed n)
+    pa.field("pass_rate_estimate", pa.float64()),  # adaptive mode: unbiased per-prompt pass rate; else null
 ]
 
 SCORING_FIELDS = [

@@ -34,6 +34,9 @@ COLUMN_DOCS = {
     "backend_version": "Version of the generation backend.",
     "sampling_json": "Sampling parameters (temperature, top_p, max_tokens, n, …) as canonical JSON.",
     "seed": "Sampling seed of this row.",
+    "sample_round": "Generation round that drew the sample: 0 with a fixed n; 0, 1, … under adaptive sampling.",
+    "pass_rate_estimate": "Adaptive sampling: the prompt's unbiased pass-rate estimate ((k-1)/(N-1) at the k-th "
+                          "correct sample, else correct/N); null with a fixed n.",
     "verdict": "Verifier verdict: correct | wrong | no_answer | timeout | error.",
     "verifier": "Verifier that judged the answer, as `name@version`.",
     "verdict_detail": "Verifier detail (parsed answer, failing test, …).",

@@ -66,6 +66,11 @@ def test_each_prompt_has_n_rows_grouped_by_prompt(vllm_run):
         assert ids[start : start + N] == [ids[start]] * N and indexes[start : start + N] == list(range(N))
 
 
+def test_fixed_n_samples_are_round_zero_without_an_estimate(vllm_run):
+    out = vllm_run["out"]
+    assert set(out["sample_round"].to_pylist()) == {0} and out["pass_rate_estimate"].null_count == out.num_rows
+
+
 def test_too_long_prompt_is_isolated_as_status(vllm_run):
     rows = vllm_run["out"].to_pylist()
     assert {r["gen_status"] for r in rows if r["prompt_id"] == TOO_LONG} == {"prompt_too_long"}
@@ -121,6 +126,16 @@ def test_stats_for_manifest(vllm_run):
     assert 0 < stats["token_latency_p50_s"] < stats["latency_p50_s"]
     assert stats["actors"] == 1 and stats["peak_rss_bytes"] > 300 * 2**20  # actor + vLLM engine-core process
     assert stats["peak_device_bytes"] is None  # no GPU
+    assert stats["resources"] == {"device": "cpu", "actors": 1, "bundles": [{"CPU": 1.0}]}
+    [placement] = stats["placements"]
+    assert placement["resources"].get("CPU") == 1.0 and placement["gpu_ids"] == []
+
+
+def test_placement_groups_are_removed_once_the_stage_has_run(vllm_run):
+    import ray
+
+    ours = [pg for pg in ray.util.placement_group_table().values() if pg["name"].startswith("factory-generation-")]
+    assert ours and {pg["state"] for pg in ours} == {"REMOVED"}
 
 
 def test_rerun_serves_every_prompt_from_checkpoint(vllm_run, ray_local, tiny_models):

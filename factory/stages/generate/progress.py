@@ -13,7 +13,12 @@ reported apart as ``engine_start_s``), ``engine_output_tokens_per_s`` divides th
 it, ``latency_*_s`` are per-request (one prompt's n samples) latencies, ``token_latency_p50_s`` the
 median request latency per decode step (models whose answers differ in length compare by it), and
 ``peak_*_bytes`` are per-actor peaks (:mod:`factory.stages.generate.metrics`): the largest actor's
-(``*_per_actor``), and the sum over actors.
+(``*_per_actor``), and the sum over actors. ``placements`` says where each actor ran and what Ray
+gave it (node, resources, GPU ids), so a manifest shows whether the engines had their GPUs.
+
+Adaptive sampling adds per-round figures (``rounds``: prompts, samples, correct samples and output
+tokens of each round), the prompts' ``stop_reasons``, and the run's teacher-token budget
+(:class:`TokenBudget`), shared by all actors through this one actor.
 """
 
 from __future__ import annotations
@@ -27,11 +32,43 @@ from factory.stages.generate.metrics import LatencySample
 log = logging.getLogger("factory.generate")
 
 
+class TokenBudget:
+    """The run's teacher (completion) token budget, shared by every actor's rounds.
+
+    A round reserves ``samples × max_tokens`` (its worst case) before it is sent and settles to what
+    it used, so the run never spends more than the limit however many rounds are in flight.
+    :meth:`reserve` grants as many samples as fit; when none fit it answers 0 if nothing is in
+    flight (the budget is spent) and -1 otherwise (ask again once in-flight rounds have settled)."""
+
+    def __init__(self, limit: int | None, spent: int = 0):
+        self.limit = limit
+        self.spent = spent
+        self.reserved = 0
+
+    def reserve(self, samples: int, max_tokens: int) -> int:
+        if self.limit is None:
+            return samples
+        granted = min(samples, (self.limit - self.spent - self.reserved) // max_tokens)
+        if granted <= 0:
+            return -1 if self.reserved else 0
+        self.reserved += granted * max_tokens
+        return granted
+
+    def settle(self, samples: int, max_tokens: int, used_tokens: int) -> None:
+        if self.limit is not None:
+            self.reserved -= samples * max_tokens
+        self.spent += used_tokens
+
+    def stats(self) -> dict:
+        return {"token_budget": self.limit, "budget_spent_tokens": self.spent}
+
+
 class ProgressState:
     """Counters and derived rates; plain Python so it is testable without Ray."""
 
-    def __init__(self, total_prompts: int | None, clock=time.monotonic):
+    def __init__(self, total_prompts: int | None, clock=time.monotonic, budget: TokenBudget | None = None):
         self.total_prompts = total_prompts
+        self.budget = budget or TokenBudget(None)
         self._clock = clock
         self.started = clock()
         self.prompts_done = 0
@@ -47,6 +84,9 @@ class ProgressState:
         self.engine_start_s: dict[str, float] = {}
         self.peak_rss: dict[str, int] = {}
         self.peak_device: dict[str, int] = {}
+        self.placements: dict[str, dict] = {}
+        self.rounds: dict[int, Counter] = {}
+        self.stop_reasons: Counter[str] = Counter()
 
     def add(self, report: dict) -> None:
         """Add one batch report (keys: prompts, resumed, samples, output_tokens, prompt_tokens,
@@ -60,6 +100,9 @@ class ProgressState:
         self.statuses.update(report["statuses"])
         self.latencies.extend(report.get("latencies_s") or [])
         self.token_latencies.extend(report.get("token_latencies_s") or [])
+        for number, figures in (report.get("rounds") or {}).items():
+            self.rounds.setdefault(int(number), Counter()).update(figures)
+        self.stop_reasons.update(report.get("stop_reasons") or {})
         if report.get("started_at") is not None:
             start, finish = report["started_at"], report["finished_at"]
             self.first_start = start if self.first_start is None else min(self.first_start, start)
@@ -69,6 +112,8 @@ class ProgressState:
             return
         if report.get("engine_start_s") is not None:
             self.engine_start_s[actor] = report["engine_start_s"]
+        if report.get("placement") is not None:
+            self.placements[actor] = report["placement"]
         for peaks, key in ((self.peak_rss, "peak_rss_bytes"), (self.peak_device, "device_bytes")):
             if report.get(key) is not None:
                 peaks[actor] = max(peaks.get(actor, 0), report[key])
@@ -113,7 +158,19 @@ class ProgressState:
             "output_tokens_per_s": round(self.output_tokens / elapsed, 3),
             "eta_s": None if eta is None else round(eta, 1),
             **self.engine_stats(),
+            "placements": [self.placements[actor] for actor in sorted(self.placements)] or None,
+            **self.adaptive_stats(),
         }
+
+    def adaptive_stats(self) -> dict:
+        """Per-round figures, stop reasons and the token budget (adaptive sampling; empty otherwise)."""
+        if not self.rounds and not self.stop_reasons:
+            return {}
+        rounds = [{"round": number, **{key: self.rounds[number].get(key, 0)
+                                       for key in ("prompts", "samples", "correct", "output_tokens")}}
+                  for number in sorted(self.rounds)]
+        budget = self.budget.stats() if self.budget.limit is not None else {}
+        return {"rounds": rounds, "stop_reasons": dict(sorted(self.stop_reasons.items())), **budget}
 
     def line(self) -> str:
         """One human-readable progress line."""
@@ -158,6 +215,15 @@ def _progress_actor_class():
 
         def stats(self) -> dict:
             return self._state.stats()
+
+        def set_budget(self, limit: int, spent_tokens: int) -> None:
+            self._state.budget = TokenBudget(limit, spent_tokens)
+
+        def reserve(self, samples: int, max_tokens: int) -> int:
+            return self._state.budget.reserve(samples, max_tokens)
+
+        def settle(self, samples: int, max_tokens: int, used_tokens: int) -> None:
+            self._state.budget.settle(samples, max_tokens, used_tokens)
 
     return GenerationProgressActor
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from factory import schema
 from factory.stages.generate.checkpoint import CheckpointStore
-from factory.stages.generate.progress import ProgressState
+from factory.stages.generate.progress import ProgressState, TokenBudget
 
 
 def _rows(prompt_ids, status="ok", n=2, key="k"):
@@ -33,7 +33,7 @@ def test_engine_errors_are_not_checkpointed(tmp_path):
     store = CheckpointStore(str(tmp_path), "h" * 64)
     assert store.write_shard(_rows(["a"], status="engine_error")) is None
     store.write_shard(_rows(["b"], status="prompt_too_long"))
-    assert set(CheckpointStore(str(tmp_path), "h" * 64).index()) == {"b"}
+    assert set(CheckpointStore(str(tmp_path), "h" * 64).index()) == {("b", "k")}
 
 
 def test_done_requires_matching_gen_key(tmp_path):
@@ -44,8 +44,33 @@ def test_done_requires_matching_gen_key(tmp_path):
 
 def test_read_prompt_returns_its_rows_in_sample_order(tmp_path):
     CheckpointStore(str(tmp_path), "h" * 64).write_shard(_rows(["a", "b"], n=3))
-    rows = CheckpointStore(str(tmp_path), "h" * 64).read_prompt("b")
+    rows = CheckpointStore(str(tmp_path), "h" * 64).read_prompt("b", "k")
     assert rows["prompt_id"].to_pylist() == ["b"] * 3 and rows["sample_index"].to_pylist() == [0, 1, 2]
+
+
+def _round(prompt_id, first, n, tokens=5):
+    table = _rows([prompt_id], n=n)
+    return table.set_column(table.column_names.index("sample_index"), "sample_index",
+                            pa.array(range(first, first + n), pa.int32())).set_column(
+        table.column_names.index("completion_tokens"), "completion_tokens", pa.array([tokens] * n, pa.int32()))
+
+
+def test_rounds_of_one_prompt_in_several_shards_read_back_as_one_each_sample_once(tmp_path):
+    store = CheckpointStore(str(tmp_path), "h" * 64)
+    store.write_shard(_round("a", 0, 2))
+    store.write_shard(_round("a", 2, 3))
+    store.write_shard(pa.concat_tables([_round("a", 4, 1), _round("b", 0, 2)]))  # sample 4 again, with b
+    rows = CheckpointStore(str(tmp_path), "h" * 64).read_prompt("a", "k")
+    assert rows["sample_index"].to_pylist() == [0, 1, 2, 3, 4] and len(store.shard_files()) == 3
+
+
+def test_refresh_indexes_shards_written_after_the_index(tmp_path):
+    store = CheckpointStore(str(tmp_path), "h" * 64)
+    store.write_shard(_round("a", 0, 2))
+    assert set(store.index()) == {("a", "k")}
+    CheckpointStore(str(tmp_path), "h" * 64).write_shard(_round("b", 0, 2))  # e.g. a predecessor actor
+    store.refresh()
+    assert set(store.index()) == {("a", "k"), ("b", "k")} and store.spent_tokens() == 20
 
 
 def test_progress_rates_and_eta():
@@ -85,3 +110,38 @@ def test_engine_stats_are_none_when_nothing_was_generated():
     state.add(dict(prompts=2, resumed=2, samples=0, output_tokens=0, prompt_tokens=0, statuses={}))
     stats = state.stats()
     assert stats["generation_s"] is None and stats["latency_p50_s"] is None and stats["peak_rss_bytes"] is None
+
+
+def test_budget_grants_what_fits_and_never_overspends():
+    budget = TokenBudget(limit=100, spent=10)
+    assert budget.reserve(4, max_tokens=20) == 4 and budget.reserve(4, max_tokens=20) == -1  # 10 left, one in flight
+    budget.settle(4, max_tokens=20, used_tokens=30)
+    assert budget.reserve(4, max_tokens=20) == 3 and budget.spent == 40
+    budget.settle(3, max_tokens=20, used_tokens=60)
+    assert budget.reserve(1, max_tokens=20) == 0 and budget.spent == 100  # spent, nothing in flight: stop
+
+
+def test_unbounded_budget_grants_everything():
+    assert TokenBudget(None).reserve(7, max_tokens=10**6) == 7
+
+
+def test_adaptive_stats_sum_rounds_and_stop_reasons_over_batches():
+    state = ProgressState(total_prompts=3, budget=TokenBudget(1000, spent=50))
+    report = dict(prompts=2, resumed=0, samples=6, output_tokens=60, prompt_tokens=0, statuses={"ok": 6},
+                  rounds={0: {"prompts": 2, "samples": 4, "correct": 3, "output_tokens": 40},
+                          1: {"prompts": 1, "samples": 2, "correct": 1, "output_tokens": 20}},
+                  stop_reasons={"k_reached": 2})
+    state.add(report)
+    state.add(dict(report, rounds={0: {"prompts": 1, "samples": 2, "correct": 0, "output_tokens": 20}},
+                   stop_reasons={"budget": 1}))
+    stats = state.stats()
+    assert stats["rounds"] == [{"round": 0, "prompts": 3, "samples": 6, "correct": 3, "output_tokens": 60},
+                               {"round": 1, "prompts": 1, "samples": 2, "correct": 1, "output_tokens": 20}]
+    assert stats["stop_reasons"] == {"budget": 1, "k_reached": 2}
+    assert (stats["token_budget"], stats["budget_spent_tokens"]) == (1000, 50)
+
+
+def test_fixed_n_stats_have_no_round_figures():
+    state = ProgressState(total_prompts=1)
+    state.add(dict(prompts=1, resumed=0, samples=2, output_tokens=10, prompt_tokens=0, statuses={"ok": 2}))
+    assert "rounds" not in state.stats() and "token_budget" not in state.stats()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from factory.stages.generate import GenerationConfig, gen_key, generation_config_hash, map_batches_resources
+from factory.stages.generate import GenerationConfig, gen_key, generation_config_hash
 
 
 def test_defaults_follow_r1_recipe():
@@ -64,19 +64,45 @@ def test_gen_key_is_stable_and_prompt_specific():
     assert gen_key(h, "1+1?") != gen_key(h, "1+2?")
 
 
+ADAPTIVE = {"mode": "adaptive"}
+
+
 @pytest.mark.parametrize(
-    ("data", "has_gpus", "num_gpus", "placement_group"),
+    ("before", "after", "changes_hash"),
     [
-        ({}, False, 0, False),
-        ({}, True, 1, False),
-        ({"engine": {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}}, True, 0, True),
-        ({"engine": {"backend": "openai", "tensor_parallel_size": 2}}, True, 0, False),
-        ({"resources": {"num_gpus_per_actor": 0.5}}, True, 0.5, False),
+        ({}, {"adaptive": ADAPTIVE}, True),
+        ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "k": 2}}, True),
+        ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "round_size": 8}}, True),
+        ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "token_budget": 1000}}, False),
+        ({"adaptive": ADAPTIVE}, {"adaptive": ADAPTIVE, "sampling": {"n": 9}}, False),
+        ({}, {"adaptive": {"k": 2}}, False),  # fixed mode: the adaptive settings draw nothing
     ],
 )
-def test_map_batches_resources(data, has_gpus, num_gpus, placement_group):
-    cfg = GenerationConfig.model_validate(data)
-    kwargs = map_batches_resources(cfg, cluster_has_gpus=has_gpus)
-    assert kwargs["num_gpus"] == num_gpus
-    assert ("ray_remote_args_fn" in kwargs) is placement_group
-    assert (kwargs["max_restarts"], kwargs["max_task_retries"]) == (2, 2)
+def test_adaptive_hash_tracks_rounds_not_budget_nor_n(before, after, changes_hash):
+    first = generation_config_hash(GenerationConfig.model_validate(before))
+    assert (generation_config_hash(GenerationConfig.model_validate(after)) != first) is changes_hash
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"adaptive": {"mode": "adaptive", "k": 8, "max_samples": 4}}, "max_samples"),
+        ({"adaptive": {"mode": "adaptive"}, "sampling": {"temperature": 0.0}}, "temperature"),
+        ({"adaptive": {"mode": "sometimes"}}, "mode"),
+        ({"adaptive": {"k": 0}}, "k"),
+        ({"adaptive": {"token_budget": 0}}, "token_budget"),
+        ({"resources": {"device": "cpu", "num_gpus_per_actor": 1}}, "num_gpus_per_actor"),
+        ({"resources": {"device": "tpu"}}, "device"),
+        ({"resources": {"wait_for_resources_s": 0}}, "wait_for_resources_s"),
+        ({"engine": {"tensor_parallel_size": 2}, "resources": {"num_gpus_per_actor": 1}}, "num_gpus_per_actor"),
+    ],
+)
+def test_invalid_adaptive_or_resource_config_names_field(data, field):
+    with pytest.raises(ValidationError) as info:
+        GenerationConfig.model_validate(data)
+    assert field in str(info.value)
+
+
+def test_resource_defaults_wait_longer_than_a_node_scale_up():
+    resources = GenerationConfig().resources
+    assert resources.device == "auto" and resources.wait_for_resources_s == 1200
