@@ -40,9 +40,9 @@ class SelectionConfig(Section):
 
     snapshot: str = "latest"
     """Version of the factory config's store whose rows (and dropped side table) give per-prompt pass rates."""
-    pass_rate_table: str | None = None
-    """A side table of that snapshot with per-prompt ``prompt_id``/``pass_rate`` estimates (e.g. adaptive
-    sampling's) used instead of the rows' ``pass_rate``; None: the rows' own (over all n samples)."""
+    pass_rate_from: Literal["auto", "pass_rate", "pass_rate_estimate"] = "auto"
+    """Row column giving a prompt's pass rate: ``pass_rate`` (correct share of all its scored samples),
+    ``pass_rate_estimate`` (adaptive sampling's unbiased estimate), auto: the estimate where a row has one."""
     min_pass_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Prompts solved this often or less are left out (0: only never-solved ones, whose groups are all wrong)."""
     max_pass_rate: float = Field(default=1.0, gt=0.0, le=1.0)

@@ -2,11 +2,11 @@
 
 A GRPO group whose completions are all right or all wrong has zero advantage everywhere and teaches
 nothing, so RL trains on prompts whose pass rate lies strictly inside (``min_pass_rate``,
-``max_pass_rate``). Per-prompt pass rates come from a committed snapshot: the ``pass_rate`` column the
-rejection stage sets on every sample row (correct / scored samples over all n samples of the prompt,
-infrastructure failures left out), read from the kept rows *and* the ``dropped`` side table (a
-never-solved prompt has no kept row), or from a side table of per-prompt estimates
-(``prompts.pass_rate_table``, e.g. adaptive sampling's). Every other prompt is reported with one reason
+``max_pass_rate``). Per-prompt pass rates come from a committed snapshot's sample rows, read from the kept rows *and*
+the ``dropped`` side table (a never-solved prompt has no kept row): the ``pass_rate`` column the
+rejection stage sets on every row (correct / scored samples over all n samples of the prompt,
+infrastructure failures left out), or adaptive sampling's ``pass_rate_estimate`` (its unbiased
+per-prompt estimate; ``prompts.pass_rate_from``, by default the estimate where a row has one). Every other prompt is reported with one reason
 (first that applies): ``decontaminated`` (a row of it was dropped by decontamination: a benchmark
 problem is never trained on), ``unknown_pass_rate`` (no scored sample), ``never_solved``,
 ``always_solved``, ``at_or_below_min_pass_rate``, ``at_or_above_max_pass_rate``, ``over_max_prompts``
@@ -29,7 +29,7 @@ from factory.rl.config import SelectionConfig
 from factory.schema import PROMPT_FIELDS
 
 PROMPT_COLUMNS = [field.name for field in PROMPT_FIELDS]
-ROW_COLUMNS = PROMPT_COLUMNS + ["pass_rate", "drop_stage"]
+ROW_COLUMNS = PROMPT_COLUMNS + ["pass_rate", "pass_rate_estimate", "drop_stage"]
 DECONTAM_STAGE_PREFIX = "decontam"
 
 
@@ -43,15 +43,23 @@ class Selection:
     """``seen``, ``selected``, ``left_out`` (prompts by reason), the band, the snapshot and its source."""
 
 
-def per_prompt(rows: list[dict]) -> dict[str, dict]:
+def row_pass_rate(row: dict, source: str) -> float | None:
+    """The pass rate a row carries for its prompt, from the column ``source`` names (see SelectionConfig)."""
+    if source == "auto":
+        source = "pass_rate_estimate" if row.get("pass_rate_estimate") is not None else "pass_rate"
+    value = row.get(source)
+    return None if value is None else float(value)
+
+
+def per_prompt(rows: list[dict], source: str = "auto") -> dict[str, dict]:
     """prompt_id -> its prompt columns, its pass rate (the first non-null row value) and whether any of
     its rows was dropped by decontamination."""
     prompts: dict[str, dict] = {}
     for row in rows:
         entry = prompts.setdefault(row["prompt_id"], {**{c: row[c] for c in PROMPT_COLUMNS}, "pass_rate": None,
                                                       "decontaminated": False})
-        if entry["pass_rate"] is None and row.get("pass_rate") is not None:
-            entry["pass_rate"] = float(row["pass_rate"])
+        if entry["pass_rate"] is None:
+            entry["pass_rate"] = row_pass_rate(row, source)
         if (row.get("drop_stage") or "").startswith(DECONTAM_STAGE_PREFIX):
             entry["decontaminated"] = True
     return prompts
@@ -102,30 +110,17 @@ def _rows(snapshot, side: str | None) -> list[dict]:
     return dataset.to_table(columns=columns).to_pylist()
 
 
-def _estimates(snapshot, table: str) -> dict[str, float | None]:
-    estimates = snapshot.read_side(table)
-    missing = [c for c in ("prompt_id", "pass_rate") if c not in estimates.column_names]
-    if missing:
-        raise ValueError(f"prompts.pass_rate_table: side table {table!r} of snapshot {snapshot.version} has no "
-                         f"column(s) {missing} (it has {estimates.column_names})")
-    return dict(zip(estimates.column("prompt_id").to_pylist(), estimates.column("pass_rate").to_pylist()))
-
-
 def select_from_snapshot(snapshot, cfg: SelectionConfig, seed: int = 0) -> Selection:
     """Select RL prompts from a committed :class:`~factory.store.Snapshot` (module docstring)."""
     has_dropped = "dropped" in snapshot.side_tables()
     rows = _rows(snapshot, None) + (_rows(snapshot, "dropped") if has_dropped else [])
-    prompts = per_prompt(rows)
-    if cfg.pass_rate_table is not None:
-        estimates = _estimates(snapshot, cfg.pass_rate_table)
-        for prompt_id, entry in prompts.items():
-            entry["pass_rate"] = estimates.get(prompt_id)
+    prompts = per_prompt(rows, cfg.pass_rate_from)
     chosen, left_out = select(prompts, cfg, seed)
     schema = pa.schema([field for field in PROMPT_FIELDS] + [pa.field("pass_rate", pa.float64())])
     table = pa.Table.from_pylist([{c: entry[c] for c in schema.names} for entry in chosen], schema=schema)
     report = {
         "snapshot": snapshot.version, "snapshot_path": str(snapshot.path),
-        "pass_rates_from": cfg.pass_rate_table or "rows",
+        "pass_rate_from": cfg.pass_rate_from,
         "dropped_side_table": has_dropped, "band": [cfg.min_pass_rate, cfg.max_pass_rate],
         "seen": len(prompts), "selected": len(chosen), "left_out": dict(sorted(left_out.items())),
         "prompt_ids_sha256": hashlib.sha256("\n".join(e["prompt_id"] for e in chosen).encode()).hexdigest(),

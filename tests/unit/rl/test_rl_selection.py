@@ -64,25 +64,23 @@ def test_max_prompts_keeps_a_seeded_choice(snapshot):
     assert first.report["left_out"]["over_max_prompts"] == 1
 
 
-def test_a_pass_rate_side_table_overrides_the_rows(tmp_path):
-    store = SnapshotStore(str(tmp_path / "store"), "rl")
-    with store.begin(schema=DATASET_SCHEMA) as staged:
-        staged.write_table(conform(pa.Table.from_pylist(_rows(["a", "b"], [1.0, 1.0])), DATASET_SCHEMA))
-        staged.write_table(pa.table({"prompt_id": ["a", "b"], "pass_rate": [0.4, 1.0]}), side="pass_rates")
-        snapshot = staged.commit({"note": "test"})
-    selection = select_from_snapshot(snapshot, SelectionConfig(pass_rate_table="pass_rates"))
-    assert selection.prompts.column("prompt_id").to_pylist() == ["a"]
-    assert selection.report["pass_rates_from"] == "pass_rates"
+def _with_estimates(tmp_path, rates, estimates):
+    rows = _rows(["a", "b"], rates)
+    for row, estimate in zip(rows, estimates):
+        row["pass_rate_estimate"] = estimate
+    return _commit(tmp_path, rows, None)
 
 
-def test_a_pass_rate_side_table_without_the_columns_names_the_field(tmp_path):
-    store = SnapshotStore(str(tmp_path / "store"), "rl")
-    with store.begin(schema=DATASET_SCHEMA) as staged:
-        staged.write_table(conform(pa.Table.from_pylist(_rows(["a"], [0.5])), DATASET_SCHEMA))
-        staged.write_table(pa.table({"prompt_id": ["a"], "estimate": [0.4]}), side="pass_rates")
-        snapshot = staged.commit({"note": "test"})
-    with pytest.raises(ValueError, match="prompts.pass_rate_table"):
-        select_from_snapshot(snapshot, SelectionConfig(pass_rate_table="pass_rates"))
+def test_adaptive_samplings_estimate_is_used_where_a_row_has_one(tmp_path):
+    snapshot = _with_estimates(tmp_path, [1.0, 1.0], [0.4, None])
+    selection = select_from_snapshot(snapshot, SelectionConfig())
+    assert selection.prompts.column("prompt_id").to_pylist() == ["a"] and selection.prompts["pass_rate"][0].as_py() == 0.4
+
+
+def test_the_pass_rate_column_can_be_chosen(tmp_path):
+    snapshot = _with_estimates(tmp_path, [1.0, 0.5], [0.4, 0.3])
+    selection = select_from_snapshot(snapshot, SelectionConfig(pass_rate_from="pass_rate"))
+    assert selection.prompts.column("prompt_id").to_pylist() == ["b"] and selection.report["pass_rate_from"] == "pass_rate"
 
 
 def test_without_a_dropped_side_table_the_report_says_so(tmp_path):
