@@ -9,13 +9,14 @@ Starts from the standard tiny teacher (the one configs/demo.yaml distils) and me
    same selected prompts at the same rollout sampling, through the factory's generation/verify/filter/dedup
    stages (correct samples kept), then as many sequences through forward/backward as GRPO trained on, at GRPO's
    learning rate; evaluated exactly as GRPO's checkpoint (same held-out prompts, engine, sampling);
-4. with ``--distil``: ``factory run configs/demo.yaml`` distilling the pre-RL teacher and again the RL-tuned one
-   (the student's held-out accuracy for each).
+4. ``distil_pre`` / ``distil_rl``: ``factory run configs/demo.yaml`` distilling the pre-RL teacher, and again
+   the RL-tuned one (the student's held-out accuracy for each).
 
-Prints one JSON object (also written to ``--out``/bench_rl.json): pass@1 before / GRPO / RFT with their changes,
-the binomial bound on pass@1's standard error over the held-out problems, rollouts, sequences trained, and seconds.
+Prints one JSON object (also merged into ``--out``/bench_rl.json, so phases can run one at a time): pass@1
+before / GRPO / RFT with their changes, the binomial bound on pass@1's standard error over the held-out
+problems, rollouts, sequences trained, and seconds.
 
-    flock /tmp/factory-heavy.lock .venv/bin/python benchmarks/bench_rl.py [--steps N] [--distil]
+    flock /tmp/factory-heavy.lock .venv/bin/python benchmarks/bench_rl.py [--phase grpo|rft|distil_pre|distil_rl|all] [--steps N]
 """
 
 from __future__ import annotations
@@ -88,78 +89,101 @@ def se_bound(pass_at_1: float | None, problems: int) -> float | None:
     return None if pass_at_1 is None else math.sqrt(pass_at_1 * (1 - pass_at_1) / problems)
 
 
-def distil(teacher: str | None, name: str) -> dict:
-    """``factory run configs/demo.yaml`` (teacher overridden when given): the student's held-out figures."""
+def distil(teacher: str | None) -> dict:
+    """``factory run configs/demo.yaml`` as it is (the pre-RL teacher: the demo's own run, whose snapshot the
+    RL prompts come from), or with ``teacher`` as the teacher (run ``demo-rl``, dataset ``demo-arith-rl``)."""
     from factory.config import load_config
     from factory.flow import run_distill
 
-    overrides = [f"run.name={name}", f"store.dataset={name}"]
-    if teacher:
-        overrides.append(f"generation.engine.model={teacher}")
-    summary = run_distill(load_config(REPO / "configs" / "demo.yaml", tuple(overrides)))
-    return {"teacher": summary.eval.get("teacher", {}).get("accuracy"),
-            "student_after": summary.eval.get("student_after", {}).get("accuracy"), "seconds": round(summary.seconds, 1)}
+    overrides = () if teacher is None else (f"generation.engine.model={teacher}", "run.name=demo-rl",
+                                            "store.dataset=demo-arith-rl")
+    summary = run_distill(load_config(REPO / "configs" / "demo.yaml", overrides))
+    keys = ("accuracy", "pass_at_1", "model_identity")
+    return {name: {k: summary.eval.get(name, {}).get(k) for k in keys} for name in ("teacher", "student_after")} | {
+        "ratio": summary.eval.get("ratio"), "snapshot": summary.snapshot_version,
+        "seconds": round(summary.seconds, 1)}
+
+
+def grpo_phase(rl_cfg, factory_cfg) -> dict:
+    """Phase ``grpo``: ``run_rl`` from the standard teacher (and the demo snapshot, built if absent)."""
+    from factory.rl.run import run_rl
+
+    began = time.perf_counter()
+    snapshot = demo_snapshot(factory_cfg)
+    snapshot_s = time.perf_counter() - began
+    began = time.perf_counter()
+    grpo = run_rl(rl_cfg, factory_cfg)
+    g = rl_cfg.grpo
+    rollouts = g.steps * g.prompts_per_step * g.group_size
+    return {**grpo.headline(), "snapshot": snapshot.version, "snapshot_s": round(snapshot_s, 1), "rollouts": rollouts,
+            "sequences_trained": rollouts * g.num_iterations, "train_s": grpo.timings.get("train_s"),
+            "timings": grpo.timings, "seconds": round(time.perf_counter() - began, 1),
+            "heldout_problems": grpo.eval["before"]["problems"], "k": grpo.eval["after"].get("k"),
+            "pass_at_k_before": grpo.eval["before"].get("pass_at_k"),
+            "pass_at_k_after": grpo.eval["after"].get("pass_at_k"),
+            "pass_at_1_se_bound": se_bound(grpo.eval["before"]["pass_at_1"], grpo.eval["before"]["problems"])}
+
+
+def rft_phase(rl_cfg, factory_cfg, out: Path) -> dict:
+    """Phase ``rft``: the control at equal compute (module docstring), evaluated like GRPO's checkpoint."""
+    from factory.models import resolve_model
+    from factory.rl.run import evaluate_policy, policy_model
+    from factory.rl.selection import select_from_snapshot
+    from factory.runtime import ray_session
+
+    began = time.perf_counter()
+    g = rl_cfg.grpo
+    sequences = g.steps * g.prompts_per_step * g.group_size * g.num_iterations
+    selection = select_from_snapshot(demo_snapshot(factory_cfg), rl_cfg.prompts, rl_cfg.run.seed)
+    snapshot, drawn = rft_samples(rl_cfg, factory_cfg, selection.prompts.to_pylist(), out)
+    generated_s = time.perf_counter() - began
+    trained = rft_train(rl_cfg, resolve_model(policy_model(rl_cfg, factory_cfg)[0]), snapshot, out, sequences)
+    with ray_session(rl_cfg.run.ray.address, rl_cfg.run.ray.num_cpus):
+        result = evaluate_policy(rl_cfg, factory_cfg, "rft_after", trained.checkpoint_dir, None)
+    return {"rollouts": drawn, "verified_samples_kept": snapshot.num_rows, "steps": trained.steps,
+            "sequences_trained": trained.steps * 16, "pass_at_1_after": result["pass_at_1"],
+            "pass_at_k_after": result.get("pass_at_k"), "k": result.get("k"), "generate_s": round(generated_s, 1),
+            "train_s": round(trained.wall_s, 1), "seconds": round(time.perf_counter() - began, 1),
+            "checkpoint": trained.checkpoint_dir}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "rl-demo.yaml"))
+    parser.add_argument("--phase", choices=["grpo", "rft", "distil_pre", "distil_rl", "all"], default="all",
+                        help="run one phase (each under ~12 min here); results merge into --out/bench_rl.json")
     parser.add_argument("--steps", type=int, default=None, help="override grpo.steps")
     parser.add_argument("--out", default=str(REPO / "runs" / "bench-rl"))
-    parser.add_argument("--distil", action="store_true", help="also distil the pre-RL and RL-tuned teachers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from factory.models import resolve_model
     from factory.rl.config import load_rl_config
-    from factory.rl.run import evaluate_policy, policy_model, run_rl
-    from factory.rl.selection import select_from_snapshot
-    from factory.runtime import ray_session
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     overrides = (f"grpo.steps={args.steps}",) if args.steps else ()
     rl_cfg, factory_cfg = load_rl_config(args.config, overrides + (f"run.work_dir={out}",))
-    figures: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "config": args.config}
-
-    began = time.perf_counter()
-    snapshot = demo_snapshot(factory_cfg)
-    figures["snapshot"] = {"version": snapshot.version, "seconds": round(time.perf_counter() - began, 1)}
-
-    began = time.perf_counter()
-    grpo = run_rl(rl_cfg, factory_cfg)
-    g = rl_cfg.grpo
-    rollouts = g.steps * g.prompts_per_step * g.group_size
-    figures["grpo"] = {**grpo.headline(), "rollouts": rollouts, "sequences_trained": rollouts * g.num_iterations,
-                       "train_s": grpo.timings.get("train_s"), "seconds": round(time.perf_counter() - began, 1),
-                       "pass_at_k_before": grpo.eval["before"].get("pass_at_k"),
-                       "pass_at_k_after": grpo.eval["after"].get("pass_at_k"), "k": grpo.eval["after"].get("k")}
-
-    began = time.perf_counter()
-    selection = select_from_snapshot(snapshot, rl_cfg.prompts, rl_cfg.run.seed)
-    rft_snapshot, drawn = rft_samples(rl_cfg, factory_cfg, selection.prompts.to_pylist(), out)
-    teacher_path = resolve_model(policy_model(rl_cfg, factory_cfg)[0])
-    trained = rft_train(rl_cfg, teacher_path, rft_snapshot, out, rollouts * g.num_iterations)
-    with ray_session(rl_cfg.run.ray.address, rl_cfg.run.ray.num_cpus):
-        rft_eval = evaluate_policy(rl_cfg, factory_cfg, "rft_after", trained.checkpoint_dir, None)
-    figures["rft"] = {"rollouts": drawn, "verified_samples_kept": rft_snapshot.num_rows,
-                      "sequences_trained": trained.steps * 16, "steps": trained.steps,
-                      "pass_at_1_after": rft_eval["pass_at_1"], "pass_at_k_after": rft_eval.get("pass_at_k"),
-                      "train_s": round(trained.wall_s, 1), "seconds": round(time.perf_counter() - began, 1),
-                      "checkpoint": trained.checkpoint_dir}
-
-    before = grpo.eval["before"]["pass_at_1"]
-    problems = grpo.eval["before"]["problems"]
-    figures["summary"] = {
-        "pass_at_1_before": before, "pass_at_1_grpo": figures["grpo"]["pass_at_1_after"],
-        "pass_at_1_rft": rft_eval["pass_at_1"], "grpo_change": figures["grpo"]["pass_at_1_after"] - before,
-        "rft_change": rft_eval["pass_at_1"] - before, "heldout_problems": problems,
-        "pass_at_1_se_bound": se_bound(before, problems),
-    }
-    if args.distil:
-        figures["distil"] = {"pre_rl_teacher": distil(None, "bench-distil-pre-rl"),
-                             "rl_teacher": distil(grpo.checkpoint, "bench-distil-rl")}
-    (out / "bench_rl.json").write_text(json.dumps(figures, indent=2, default=str))
+    path = out / "bench_rl.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures.update(config=args.config, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    if args.phase in ("grpo", "all"):
+        figures["grpo"] = grpo_phase(rl_cfg, factory_cfg)
+    if args.phase in ("rft", "all"):
+        figures["rft"] = rft_phase(rl_cfg, factory_cfg, out)
+    if args.phase in ("distil_pre", "all"):
+        figures.setdefault("distil", {})["pre_rl_teacher"] = distil(None)
+    if args.phase in ("distil_rl", "all"):
+        figures.setdefault("distil", {})["rl_teacher"] = distil(figures["grpo"]["checkpoint"])
+    if "grpo" in figures:
+        grpo = figures["grpo"]
+        summary = {"pass_at_1_before": grpo["pass_at_1_before"], "pass_at_1_grpo": grpo["pass_at_1_after"],
+                   "grpo_change": grpo["pass_at_1_after"] - grpo["pass_at_1_before"],
+                   "pass_at_1_se_bound": grpo["pass_at_1_se_bound"]}
+        if "rft" in figures:
+            summary.update(pass_at_1_rft=figures["rft"]["pass_at_1_after"],
+                           rft_change=figures["rft"]["pass_at_1_after"] - grpo["pass_at_1_before"])
+        figures["summary"] = summary
+    path.write_text(json.dumps(figures, indent=2, default=str))
     print(json.dumps(figures, default=str))
     return 0
 
