@@ -21,11 +21,13 @@ gathers the weights), and rank 0 writes ``metrics.json``: the per-step curves
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 from factory.atomic import write_atomic
 from factory.rl.config import RLConfig
@@ -50,6 +52,11 @@ def deepspeed_config(cfg: RLConfig) -> dict:
             "zero_force_ds_cpu_optimizer": False, "steps_per_print": 10**9, "wall_clock_breakdown": False}
 
 
+WORLD_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+             "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_TORCH_DEVICE", "DS_ACCELERATOR")
+"""Environment a rank's set-up writes (restored after an in-process run)."""
+
+
 def _world_of_one() -> None:
     """A gloo process group of one on 127.0.0.1, for a rank run in-process (no Ray Train around it)."""
     import socket
@@ -65,13 +72,9 @@ def _world_of_one() -> None:
 
 
 def configure_accelerate(use_gpu: bool) -> None:
-    """Build accelerate's shared state as a DeepSpeed state on the process group Ray Train set up
-    (or on a world of one made here when there is none: a rank run in-process, as in tests)."""
-    import torch.distributed as dist
+    """Build accelerate's shared state as a DeepSpeed state on the existing process group."""
     from accelerate import PartialState
 
-    if not dist.is_initialized():
-        _world_of_one()
     if not use_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         os.environ["ACCELERATE_TORCH_DEVICE"] = "cpu"
@@ -80,6 +83,32 @@ def configure_accelerate(use_gpu: bool) -> None:
     skip_inference_comm_op()
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     PartialState(backend="nccl" if use_gpu else "gloo")
+
+
+@contextlib.contextmanager
+def distributed_world(use_gpu: bool) -> Iterator[None]:
+    """accelerate's DeepSpeed state on the process group Ray Train set up, or on a world of one made here
+    for a rank run in-process (tests); that one, its accelerate state and its environment are undone after."""
+    import torch.distributed as dist
+
+    made = not dist.is_initialized()
+    saved = {name: os.environ.get(name) for name in WORLD_ENV}
+    if made:
+        _world_of_one()
+    try:
+        configure_accelerate(use_gpu)
+        yield
+    finally:
+        if made:
+            from accelerate.state import AcceleratorState
+
+            AcceleratorState._reset_state(reset_partial_state=True)
+            dist.destroy_process_group()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def policy_prompt(tokenizer, text: str) -> str:
@@ -159,8 +188,15 @@ def _sum_over_ranks(values: list[float]) -> list[float]:
 
 def train_policy(cfg: RLConfig, model_path: str, prompts: list[dict], rewards_spec: dict, out_dir: str,
                  world_rank: int = 0) -> dict:
-    """Run GRPO on this rank (in-process when no process group exists) and save the final model to ``<out_dir>/checkpoint``; rank 0 writes
-    ``metrics.json`` and gets its content back (others get ``{}``)."""
+    """Run GRPO on this rank (in-process when no process group exists: :func:`distributed_world`) and save
+    the final model to ``<out_dir>/checkpoint``; rank 0 writes ``metrics.json`` and gets its content back
+    (others get ``{}``)."""
+    with distributed_world(cfg.workers.use_gpu):
+        return _train(cfg, model_path, prompts, rewards_spec, out_dir, world_rank)
+
+
+def _train(cfg: RLConfig, model_path: str, prompts: list[dict], rewards_spec: dict, out_dir: str,
+           world_rank: int) -> dict:
     import torch
     import transformers
     from datasets import Dataset
@@ -174,7 +210,6 @@ def train_policy(cfg: RLConfig, model_path: str, prompts: list[dict], rewards_sp
     from factory.stages.verify import VerifyConfig
 
     began = time.perf_counter()
-    configure_accelerate(cfg.workers.use_gpu)
     transformers.utils.logging.disable_progress_bar()
     prompting = PromptingConfig.model_validate(rewards_spec["prompting"])
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=cfg.policy.revision)

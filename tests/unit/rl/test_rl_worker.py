@@ -92,8 +92,11 @@ def test_a_rank_run_in_process_gets_a_deepspeed_state_of_one_process():
     import subprocess
     import sys
 
-    code = ("import json; from factory.rl.worker import configure_accelerate; configure_accelerate(False); "
-            "from accelerate import PartialState; s = PartialState(); "
-            "print(json.dumps([str(s.distributed_type), s.num_processes, str(s.device)]))")
+    code = ("import json, os; import torch.distributed as dist; from accelerate import PartialState; "
+            "from factory.rl.worker import distributed_world\n"
+            "with distributed_world(False):\n"
+            "    s = PartialState(); seen = [str(s.distributed_type), s.num_processes, str(s.device)]\n"
+            "print(json.dumps(seen + [dist.is_initialized(), 'RANK' in os.environ, PartialState._shared_state == {}]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["DistributedType.DEEPSPEED", 1, "cpu"]
+    # inside: a one-process DeepSpeed state on CPU; after: no process group, environment and state undone
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["DistributedType.DEEPSPEED", 1, "cpu", False, False, True]
