@@ -57,18 +57,26 @@ WORLD_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADD
 """Environment a rank's set-up writes (restored after an in-process run)."""
 
 
+_WORLD_OF_ONE: dict[str, str] = {}
+"""The environment of the world of one this process made (it is kept: DeepSpeed's comm holds on to it)."""
+
+
 def _world_of_one() -> None:
-    """A gloo process group of one on 127.0.0.1, for a rank run in-process (no Ray Train around it)."""
+    """A gloo process group of one on 127.0.0.1, for a rank run in-process (no Ray Train around it): made
+    once per process, its environment set again for every run."""
     import socket
 
     import torch.distributed as dist
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    if not _WORLD_OF_ONE:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        _WORLD_OF_ONE.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        os.environ.update(_WORLD_OF_ONE)
+        dist.init_process_group("gloo", rank=0, world_size=1)
+    os.environ.update(_WORLD_OF_ONE)
 
 
 def configure_accelerate(use_gpu: bool) -> None:
@@ -88,22 +96,22 @@ def configure_accelerate(use_gpu: bool) -> None:
 @contextlib.contextmanager
 def distributed_world(use_gpu: bool) -> Iterator[None]:
     """accelerate's DeepSpeed state on the process group Ray Train set up, or on a world of one made here
-    for a rank run in-process (tests); that one, its accelerate state and its environment are undone after."""
+    for a rank run in-process (tests); after an in-process run its accelerate state and environment are
+    undone (the process group stays for the next in-process run)."""
     import torch.distributed as dist
 
-    made = not dist.is_initialized()
+    in_process = bool(_WORLD_OF_ONE) or not dist.is_initialized()
     saved = {name: os.environ.get(name) for name in WORLD_ENV}
-    if made:
+    if in_process:
         _world_of_one()
     try:
         configure_accelerate(use_gpu)
         yield
     finally:
-        if made:
+        if in_process:
             from accelerate.state import AcceleratorState
 
             AcceleratorState._reset_state(reset_partial_state=True)
-            dist.destroy_process_group()
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)

@@ -87,16 +87,20 @@ def test_every_argument_is_one_trls_grpo_config_takes():
     assert set(trainer_kwargs(cfg, "out", [1.0])) <= names
 
 
-def test_a_rank_run_in_process_gets_a_deepspeed_state_of_one_process():
+def test_ranks_run_in_process_one_after_another_get_a_deepspeed_state_of_one_process():
     import json
     import subprocess
     import sys
 
     code = ("import json, os; import torch.distributed as dist; from accelerate import PartialState; "
             "from factory.rl.worker import distributed_world\n"
-            "with distributed_world(False):\n"
-            "    s = PartialState(); seen = [str(s.distributed_type), s.num_processes, str(s.device)]\n"
-            "print(json.dumps(seen + [dist.is_initialized(), 'RANK' in os.environ, PartialState._shared_state == {}]))")
+            "seen = []\n"
+            "for run in range(2):\n"
+            "    with distributed_world(False):\n"
+            "        s = PartialState(); seen.append([str(s.distributed_type), s.num_processes, str(s.device)])\n"
+            "    seen.append(['RANK' in os.environ, PartialState._shared_state == {}])\n"
+            "print(json.dumps(seen))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    # inside: a one-process DeepSpeed state on CPU; after: no process group, environment and state undone
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["DistributedType.DEEPSPEED", 1, "cpu", False, False, True]
+    # each run: a one-process DeepSpeed state on CPU; after each: environment and accelerate state undone
+    inside, after = ["DistributedType.DEEPSPEED", 1, "cpu"], [False, True]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [inside, after, inside, after]
