@@ -180,6 +180,8 @@ class RLEvalConfig(Section):
 
     enabled: bool = True
     """Off skips both evaluations (smoke runs)."""
+    before: bool = True
+    """Off skips the starting policy's evaluation (its figure is already known, e.g. from an earlier run)."""
     samples: int = Field(default=8, ge=1)
     """Samples per held-out problem; pass@1 averages them (sampled, so exploration gains show)."""
     temperature: float = Field(default=0.6, ge=0.0)

@@ -4,8 +4,8 @@ Steps (``factory rl CONFIG`` and ``pipelines/rl.py`` both run :func:`run_rl`):
 
 1. prompt selection from the factory config's snapshot (:mod:`factory.rl.selection`), written to
    ``selection.json``; no selected prompt is an error naming the counts;
-2. held-out pass@1 of the starting policy (``before``) through the factory's own evaluation (its
-   generation engine, vLLM by default, and verifiers) at ``eval``'s sampling;
+2. held-out pass@1 of the starting policy (``before``, unless ``eval.before`` is off) through the
+   factory's own evaluation (its generation engine, vLLM by default, and verifiers) at ``eval``'s sampling;
 3. GRPO (:func:`factory.rl.worker.grpo_loop`) on ``workers.num_workers`` Ray Train workers, one
    DeepSpeed rank each (gloo/fp32 on CPU, NCCL on GPU); with ``grpo.save_every_steps`` the run
    directory ``<work_dir>/<name>`` holds resumable trainer checkpoints, and rerunning an interrupted
@@ -187,7 +187,7 @@ def run_rl(cfg: RLConfig, factory_cfg: FactoryConfig) -> RLResult:
     results: dict = {}
     timings["select_s"] = round(time.perf_counter() - started, 3)
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
-        if cfg.eval.enabled:
+        if cfg.eval.enabled and cfg.eval.before:
             began = time.perf_counter()
             results["before"] = evaluate_policy(cfg, factory_cfg, "rl_before", base[0], base[1])
             timings["eval_before_s"] = round(time.perf_counter() - began, 3)

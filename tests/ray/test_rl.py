@@ -139,7 +139,7 @@ def two_worker_run(tiny_models, ray_local, tmp_path_factory):
         "grpo": {"group_size": 4, "prompts_per_step": 4, "micro_batch_size": 8, "steps": 2, "learning_rate": 1e-4,
                  "beta": 0.01, "max_completion_length": 96},
         "workers": {"num_workers": 2, "cpus_per_worker": 1},
-        "eval": {"samples": 1, "temperature": 0.0, "max_tokens": 96}})
+        "eval": {"before": False, "samples": 1, "temperature": 0.0, "max_tokens": 96}})
     return run_rl(cfg, factory_cfg), root / "two"
 
 
