@@ -16,7 +16,8 @@ Prints one JSON object (also merged into ``--out``/bench_rl.json, so phases can 
 before / GRPO / RFT with their changes, the binomial bound on pass@1's standard error over the held-out
 problems, rollouts, sequences trained, and seconds.
 
-    flock /tmp/factory-heavy.lock .venv/bin/python benchmarks/bench_rl.py [--phase grpo|rft|distil_pre|distil_rl|all] [--steps N]
+    flock /tmp/factory-heavy.lock .venv/bin/python benchmarks/bench_rl.py \
+        [--phase grpo|rft|distil_pre|distil_rl|all] [--steps N]
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def rft_samples(rl_cfg, factory_cfg, prompts: list[dict], out: Path):
     chosen = [prompts[i % len(prompts)] for i in range(min(needed, len(prompts)))]
     samples_per_prompt = math.ceil(needed * g.group_size / len(chosen))
     source = out / "rft_prompts.jsonl"
-    source.write_text("".join(json.dumps({"id": p["prompt_id"], "prompt": p["prompt"], "reference": p["reference"]}) + "\n"
-                              for p in chosen))
+    rows = [{"id": p["prompt_id"], "prompt": p["prompt"], "reference": p["reference"]} for p in chosen]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
     data = factory_cfg.model_dump(mode="json")
     data["run"] = {**data["run"], "name": "bench-rl-rft", "work_dir": str(out)}
-    data["prompts"] = {"on_bad_row": "fail", "sources": [{"name": "rl-prompts", "kind": "jsonl", "path": str(source),
-                                                          "task": "math", "id_field": "id", "reference_field": "reference"}]}
+    data["prompts"] = {"on_bad_row": "fail", "sources": [{
+        "name": "rl-prompts", "kind": "jsonl", "path": str(source), "task": "math", "id_field": "id",
+        "reference_field": "reference"}]}
     data["generation"]["sampling"].update(n=samples_per_prompt, temperature=g.temperature, top_p=g.top_p,
                                           max_tokens=g.max_completion_length)
     data["filter"]["rejection"].update(require_correct=True, max_per_prompt=None)

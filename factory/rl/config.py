@@ -202,7 +202,8 @@ class RLConfig(Section):
     """A whole RL job."""
 
     factory: str
-    """The distillation config (YAML) whose teacher, prompting, verifiers, reward model, store and held-out set RL uses."""
+    """The distillation config (YAML) whose teacher, prompting, verifiers, reward model, store and held-out
+    set RL uses."""
     run: RunConfig
     """Run identity: the checkpoint, curves and report go to ``<work_dir>/<name>``."""
     policy: PolicyConfig = PolicyConfig()

@@ -64,7 +64,8 @@ class VerifiedRewards:
         if key == self._last_key:
             return self._last
         n = len(completions)
-        table = pa.table({"task": task, "prompt": problem, "completion": completions, "answer": pa.nulls(n, pa.string()),
+        table = pa.table({"task": task, "prompt": problem, "completion": completions,
+                          "answer": pa.nulls(n, pa.string()),
                           "reference": pa.array(reference, pa.string()), "tests": pa.array(tests, pa.string()),
                           "entry_point": pa.array(entry_point, pa.string()), "gen_status": ["ok"] * n})
         verified = self.verify(table)
@@ -106,7 +107,8 @@ class VerifiedRewards:
 
     def _format(self, prompts, completions, **kwargs) -> list[float | None]:
         judged = self._batch(completions, kwargs)
-        return [None if v in INFRA_VERDICTS else float(bool(ok)) for v, ok in zip(judged["verdict"], judged["format_ok"])]
+        return [None if v in INFRA_VERDICTS else float(bool(ok))
+                for v, ok in zip(judged["verdict"], judged["format_ok"])]
 
     def _reward_model(self, prompts, completions, **kwargs) -> list[float | None]:
         judged = self._batch(completions, kwargs)

@@ -140,7 +140,8 @@ def _card(cfg: RLConfig, factory_cfg: FactoryConfig, base: tuple[str, str | None
     if cfg.rewards.reward_model > 0:
         reward_model = {"model": factory_cfg.reward.model, "revision": factory_cfg.reward.revision}
     return {
-        "base": {"model": base[0], "revision": base[1], "path": base_path, "identity": model_identity(base[0], base[1])},
+        "base": {"model": base[0], "revision": base[1], "path": base_path,
+                 "identity": model_identity(base[0], base[1])},
         "prompts": {**selection, "factory_config": cfg.factory, "store_root": factory_cfg.store.root,
                     "dataset": factory_cfg.store.dataset},
         "rewards": {"weights": cfg.rewards.model_dump(mode="json"), "reward_model": reward_model,

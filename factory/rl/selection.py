@@ -2,15 +2,15 @@
 
 A GRPO group whose completions are all right or all wrong has zero advantage everywhere and teaches
 nothing, so RL trains on prompts whose pass rate lies strictly inside (``min_pass_rate``,
-``max_pass_rate``). Per-prompt pass rates come from a committed snapshot's sample rows, read from the kept rows *and*
-the ``dropped`` side table (a never-solved prompt has no kept row): the ``pass_rate`` column the
-rejection stage sets on every row (correct / scored samples over all n samples of the prompt,
-infrastructure failures left out), or adaptive sampling's ``pass_rate_estimate`` (its unbiased
-per-prompt estimate; ``prompts.pass_rate_from``, by default the estimate where a row has one). Every other prompt is reported with one reason
-(first that applies): ``decontaminated`` (a row of it was dropped by decontamination: a benchmark
-problem is never trained on), ``unknown_pass_rate`` (no scored sample), ``never_solved``,
-``always_solved``, ``at_or_below_min_pass_rate``, ``at_or_above_max_pass_rate``, ``over_max_prompts``
-(a seeded choice keeps ``max_prompts``).
+``max_pass_rate``). Per-prompt pass rates come from a committed snapshot's sample rows, read from the
+kept rows *and* the ``dropped`` side table (a never-solved prompt has no kept row): the ``pass_rate``
+column the rejection stage sets on every row (correct / scored samples over all n samples of the
+prompt, infrastructure failures left out), or adaptive sampling's ``pass_rate_estimate`` (its unbiased
+per-prompt estimate; ``prompts.pass_rate_from``, by default the estimate where a row has one). Every
+other prompt is reported with one reason (first that applies): ``decontaminated`` (a row of it was
+dropped by decontamination: a benchmark problem is never trained on), ``unknown_pass_rate`` (no
+scored sample), ``never_solved``, ``always_solved``, ``at_or_below_min_pass_rate``,
+``at_or_above_max_pass_rate``, ``over_max_prompts`` (a seeded choice keeps ``max_prompts``).
 
 Not covered: prompts of the snapshot's source that never reached generation (dropped on the prompt
 side, or absent from a snapshot written without the dropped side table: then never-solved prompts

@@ -24,7 +24,8 @@ HELDOUT = "[{name: heldout, kind: synthetic, task: math, synthetic_n: 8, synthet
 
 
 def _factory(store_root: str = "runs/datasets"):
-    return load_config(REPO / "configs" / "demo.yaml", overrides=(f"store.root={store_root}", f"eval.heldout={HELDOUT}"))
+    return load_config(REPO / "configs" / "demo.yaml",
+                       overrides=(f"store.root={store_root}", f"eval.heldout={HELDOUT}"))
 
 
 def _spec(factory_cfg) -> dict:

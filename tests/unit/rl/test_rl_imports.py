@@ -22,5 +22,6 @@ def test_import_leaves_heavy_libraries_unimported(module):
 
 
 def test_the_job_entrypoint_runs_the_rl_command():
-    out = subprocess.run([sys.executable, str(REPO / "pipelines" / "rl.py"), "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, str(REPO / "pipelines" / "rl.py"), "--help"], capture_output=True, text=True,
+                         check=True)
     assert "--config" in out.stdout and "factory rl" in out.stdout

@@ -74,13 +74,15 @@ def _with_estimates(tmp_path, rates, estimates):
 def test_adaptive_samplings_estimate_is_used_where_a_row_has_one(tmp_path):
     snapshot = _with_estimates(tmp_path, [1.0, 1.0], [0.4, None])
     selection = select_from_snapshot(snapshot, SelectionConfig())
-    assert selection.prompts.column("prompt_id").to_pylist() == ["a"] and selection.prompts["pass_rate"][0].as_py() == 0.4
+    assert selection.prompts.column("prompt_id").to_pylist() == ["a"]
+    assert selection.prompts["pass_rate"][0].as_py() == 0.4
 
 
 def test_the_pass_rate_column_can_be_chosen(tmp_path):
     snapshot = _with_estimates(tmp_path, [1.0, 0.5], [0.4, 0.3])
     selection = select_from_snapshot(snapshot, SelectionConfig(pass_rate_from="pass_rate"))
-    assert selection.prompts.column("prompt_id").to_pylist() == ["b"] and selection.report["pass_rate_from"] == "pass_rate"
+    assert selection.prompts.column("prompt_id").to_pylist() == ["b"]
+    assert selection.report["pass_rate_from"] == "pass_rate"
 
 
 def test_without_a_dropped_side_table_the_report_says_so(tmp_path):
