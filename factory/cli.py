@@ -23,6 +23,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set generation.sampling.n=2 (value parsed as YAML)")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show the run log on the console too (vLLM, Ray and worker output)")
 
 
 def _load(args):
@@ -31,24 +33,51 @@ def _load(args):
     return load_config(args.config, tuple(args.overrides))
 
 
-def _print_summary(summary) -> None:
+def _distill(args, incremental: bool) -> int:
+    """``factory run`` / ``factory refresh`` in this process: the console shows stage lines and the
+    summary; everything else goes to the run's log file (``--verbose`` shows it too). A failure prints
+    one error line and the log's path, and exits 1."""
+    from factory.config import ConfigError
+    from factory.console import capture, say
+    from factory.flow import run_distill
+    from factory.stages.ingest import PromptValidationError
+    from factory.paths import run_log
     from factory.summary import render
 
-    print("\n".join(render(summary)))
+    cfg = _load(args)
+    with capture(str(run_log(cfg, args.command)), verbose=args.verbose) as log_path:
+        say(f"distill-factory {args.command} {cfg.run.name} (full log: {log_path})")
+        try:
+            summary = run_distill(cfg, incremental=incremental)
+        except (ConfigError, PromptValidationError):
+            raise  # a bad config or prompt file: main prints it, exit code 2
+        except Exception as error:
+            logging.getLogger("factory").exception("%s failed", args.command)
+            say(f"error: {type(error).__name__}: {error}")
+            say(f"the run failed; the full log with the traceback: {log_path}")
+            return 1
+        for line in render(summary, log_path):
+            say(line)
+    return 0
 
 
 def cmd_validate(args) -> int:
+    from factory.config_paths import check_paths
+
     cfg = _load(args)
+    problems, unchecked = check_paths(cfg)
+    if problems:
+        print(f"{args.config}: invalid config\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    for line in unchecked:
+        print(f"not checked here: {line}", file=sys.stderr)
     print(f"{args.config}: ok", file=sys.stderr)
     return 0
 
 
 def cmd_run(args) -> int:
-    from factory.flow import run_distill
-
-    _print_summary(run_distill(_load(args)))
-    return 0
+    return _distill(args, incremental=False)
 
 
 def cmd_refresh(args) -> int:
@@ -63,10 +92,7 @@ def cmd_refresh(args) -> int:
         job_id, new = submit("refresh", cfg, args.config, args.slot, address=args.address, extra_args=extra)
         print(json.dumps({"submission_id": job_id, "submitted": new}))
         return 0
-    from factory.flow import run_distill
-
-    _print_summary(run_distill(cfg, incremental=True))
-    return 0
+    return _distill(args, incremental=True)
 
 
 def cmd_train(args) -> int:
@@ -158,8 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from factory.config import ConfigError
     from factory.stages.ingest import PromptValidationError
 

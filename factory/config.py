@@ -49,6 +49,9 @@ class RunConfig(Section):
     """Base seed; every stage derives its own from it."""
     ray: RayConfig = RayConfig()
     """Ray connection."""
+    cluster_mounts: tuple[str, ...] = ()
+    """Shared volumes that exist on the cluster's nodes (e.g. /mnt/factory): files under them are not
+    checked by ``factory validate`` on a machine that does not mount them."""
 
 
 class EvalConfig(Section):

@@ -26,18 +26,19 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from factory.atomic import write_atomic
+from factory.commit import scored_rows, snapshot_sink
 from factory.config import FactoryConfig, config_hash
+from factory.console import say
 from factory.paths import MANIFEST, REPORT, RUN_SUMMARY, run_dir
 from factory.pipeline import Pipeline, RunContext, StageRecord, new_meter
 from factory.reuse import plan_reuse
-from factory.rows import kept_rows, to_dataset_rows, with_filter_columns
+from factory.rows import kept_rows, with_filter_columns
 from factory.runtime import ray_session
+from factory.stage_lines import StageLines, ended
 from factory.schema import DATASET_SCHEMA, PROMPT_FIELDS
-from factory.stages.decontam import DecontaminatePrompts, DecontaminateResponses
+from factory.stages.decontam import DecontaminatePrompts, DecontaminateSamples
 from factory.stages.dedup import Dedup
 from factory.stages.filter.infra import FailedUpstream
 from factory.stages.filter.quality import Quality
@@ -46,13 +47,17 @@ from factory.stages.generate import Generate
 from factory.stages.ingest import ingest
 from factory.stages.reward import Reward
 from factory.stages.verify import VerifyStage
+from factory.store import SnapshotStore
 
 log = logging.getLogger("factory")
 
 PROMPT_STAGES = [DecontaminatePrompts]
 """Stages over prompt rows, before any teacher compute."""
-SAMPLE_STAGES = [Generate, VerifyStage, Reward, FailedUpstream, Quality, Rejection, Dedup, DecontaminateResponses]
-"""Stages from prompts to scored, filtered, deduplicated sample rows, in order."""
+GENERATION = [Generate]
+"""Prompts → teacher samples: the expensive part, checkpointed and never redone for a carried prompt."""
+SCORING_STAGES = [VerifyStage, Reward, FailedUpstream, Quality, Rejection, Dedup, DecontaminateSamples]
+"""Samples → scored, filtered, deduplicated samples, in order (cheap: a refresh re-runs them on carried
+rows when their configuration changed)."""
 PROMPT_COLUMNS = {field.name for field in PROMPT_FIELDS}
 
 
@@ -95,24 +100,50 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
     started = time.perf_counter()
     prompts = ingest(cfg.prompts)
     ingest_s = time.perf_counter() - started
-    plan = plan_reuse(cfg, prompts.table, parent, run_dir(cfg) / "refresh")
-    run = RunContext(run_dir=str(run_dir(cfg)), meter=new_meter(), extras={"prior_signatures": plan.prior_signatures})
-    prompt_side, sample_side = Pipeline(PROMPT_STAGES, cfg, run), Pipeline(SAMPLE_STAGES, cfg, run)
+    plan = plan_reuse(cfg, prompts.table, parent)
+    run = RunContext(run_dir=str(run_dir(cfg)), meter=new_meter(), extras={"prior_signatures": plan.prior_signatures()})
+    prompt_side = Pipeline(PROMPT_STAGES, cfg, run)
+    generation, scoring = Pipeline(GENERATION, cfg, run), Pipeline(SCORING_STAGES, cfg, run)
     prompt_side.check(PROMPT_COLUMNS)
-    sample_side.check(PROMPT_COLUMNS)
+    scoring.check(generation.check(PROMPT_COLUMNS))
+    skipped = f", {sum(prompts.skipped.values())} bad rows skipped" if prompts.skipped else ""
+    say(f"✓ ingest: {prompts.table.num_rows} prompts from {len(cfg.prompts.sources)} source(s){skipped}"
+        + (f"; {plan.counts['prompts_reused']} already in {plan.parent_version}" if plan.parent else ""))
     checked = prompt_side.apply(ray.data.from_arrow(with_filter_columns(plan.todo)))
-    # Barrier: the generation ETA needs the number of prompts to generate.
-    todo = checked.map_batches(kept_rows, batch_format="pyarrow").select_columns(
-        [field.name for field in PROMPT_FIELDS]).materialize()
+    with StageLines(run.meter, [stage.name for stage in prompt_side.stages]):
+        # Barrier: the generation ETA needs the number of prompts to generate.
+        todo = checked.map_batches(kept_rows, batch_format="pyarrow").select_columns(
+            [field.name for field in PROMPT_FIELDS]).materialize()
+    ended(prompt_side.records())
     run.extras["total_prompts"] = todo.count()
-    # Barrier: the commit writes kept rows and the dropped side table from one execution.
-    samples = sample_side.apply(todo).materialize()
-    ingest_record = StageRecord(name="ingest", section="prompts", barrier=None, requires=[], adds=sorted(PROMPT_COLUMNS),
-                                rows_out=prompts.table.num_rows, kept_out=prompts.table.num_rows,
-                                drops={key.split(":", 1)[1]: n for key, n in sorted(prompts.skipped.items())},
-                                busy_s=round(ingest_s, 3))
-    records = [ingest_record] + prompt_side.records() + sample_side.records()
-    snapshot = _commit(cfg, samples, records, prompt_records=1 + len(prompt_side.stages), plan=plan)
+    recheck = plan.carried_for_recheck() if plan.recheck else None
+    if recheck is not None:
+        say(f"  re-checking {plan.counts['rows_rechecked']} carried rows: {', '.join(plan.recheck)}")
+    if recheck is None or run.extras["total_prompts"]:  # nothing to generate: only carried rows are scored
+        samples = generation.apply(todo)
+        samples = samples if recheck is None else samples.union(recheck)
+    else:
+        samples = recheck
+    rows = scoring.apply(samples).map_batches(scored_rows, batch_format="pyarrow")
+    if not plan.recheck:  # carried rows keep their verdicts and drops; they stream from the parent's files
+        for carried in (plan.carried_kept(), plan.carried_dropped()):
+            rows = rows if carried is None else rows.union(carried.map_batches(scored_rows, batch_format="pyarrow"))
+    with SnapshotStore.from_config(cfg.store).begin(parent=plan.parent_version or "latest",
+                                                    schema=DATASET_SCHEMA) as staged:
+        sink = snapshot_sink(staged, cfg)
+        started = time.perf_counter()
+        with StageLines(run.meter, [stage.name for stage in generation.stages + scoring.stages],
+                        progress=run.extras.get("progress")):
+            rows.write_datasink(sink)  # one streaming pass: the stages, then data files and side tables
+        ended(generation.records() + scoring.records())
+        commit = {"name": "commit", "rows_in": sink.counts["kept"] + sink.counts["dropped"],
+                  "rows_out": sink.counts["kept"], "wall_s": round(time.perf_counter() - started, 3)}
+        ingest_record = StageRecord(name="ingest", section="prompts", barrier=None, requires=[],
+                                    adds=sorted(PROMPT_COLUMNS), rows_out=prompts.table.num_rows,
+                                    kept_out=prompts.table.num_rows, busy_s=round(ingest_s, 3),
+                                    drops={key.split(":", 1)[1]: n for key, n in sorted(prompts.skipped.items())})
+        records = [ingest_record] + prompt_side.records() + generation.records() + scoring.records()
+        snapshot = staged.commit(_manifest(cfg, records, 1 + len(prompt_side.stages), commit, plan))
     return snapshot, snapshot.manifest
 
 
@@ -126,32 +157,13 @@ def drop_summary(records: list[StageRecord], prompt_records: int) -> dict[str, i
     return dict(sorted(drops.items()))
 
 
-def _commit(cfg: FactoryConfig, ds, records: list[StageRecord], prompt_records: int, plan):
-    """Write kept rows (plus carried rows), the dropped and signature side tables and the manifest."""
-    import ray
+def _manifest(cfg: FactoryConfig, records: list[StageRecord], prompt_records: int, commit: dict, plan) -> dict:
+    """The pipeline's part of the snapshot manifest (the store adds files, schema, version, parent)."""
+    from factory.reuse import scoring_hash, scoring_identity
+    from factory.store import code_version
 
-    from factory.rows import dropped_rows
-    from factory.stages.dedup import write_signatures
-    from factory.store import SnapshotStore, code_version
-
-    started = time.perf_counter()
-    store = SnapshotStore.from_config(cfg.store)
-    staged = store.begin(parent=plan.parent_version or "latest", schema=DATASET_SCHEMA)
-    dataset = ds.map_batches(kept_rows, batch_format="pyarrow").map_batches(
-        to_dataset_rows, fn_kwargs={"prompting": cfg.generation.prompting}, batch_format="pyarrow")
-    if plan.reused.num_rows:
-        dataset = dataset.union(ray.data.from_arrow(plan.reused.cast(DATASET_SCHEMA)))
-    # Rows are ordered by key within each file (readers need no global order, so there is no global sort).
-    dataset = dataset.map_batches(lambda t: t.sort_by([("prompt_id", "ascending"), ("sample_index", "ascending")]),
-                                  batch_format="pyarrow").materialize()
-    dataset.write_parquet(staged.data_dir, **staged.ray_write_kwargs())
-    if cfg.store.keep_dropped_side_table:
-        ds.map_batches(dropped_rows, batch_format="pyarrow").write_parquet(staged.side_dir("dropped"),
-                                                                           **staged.ray_write_kwargs())
-    write_signatures(dataset, cfg.dedup, staged.side_dir("signatures"))
     engine = cfg.generation.engine
-    stages = [record.as_manifest() for record in records]
-    stages.append({"name": "commit", "rows_in": dataset.count(), "busy_s": round(time.perf_counter() - started, 3)})
+    stages = [record.as_manifest() for record in records] + [commit]
     manifest = {
         "run": cfg.run.name,
         "config": cfg.model_dump(mode="json"),
@@ -164,6 +176,8 @@ def _commit(cfg: FactoryConfig, ds, records: list[StageRecord], prompt_records: 
             "prompting": cfg.generation.prompting.model_dump(mode="json"),
             "reward_model": ({"model": cfg.reward.model, "revision": cfg.reward.revision} if cfg.reward.enabled else None),
             "prompt_sources": [s.model_dump(mode="json") for s in cfg.prompts.sources],
+            "scoring": scoring_identity(cfg),
+            "scoring_hash": scoring_hash(cfg),
         },
         "refresh": plan.summary(),
         "stages": stages,
@@ -171,16 +185,21 @@ def _commit(cfg: FactoryConfig, ds, records: list[StageRecord], prompt_records: 
         "run_summary": RUN_SUMMARY,
         "report": REPORT,
     }
-    return staged.commit(manifest)
+    return manifest
 
 
 def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
     """The whole factory for one config; see the module docstring. ``incremental`` (``factory
     refresh``) reuses the latest snapshot's samples for unchanged prompts."""
     from factory.evaluate import evaluate_models
-    from factory.store import SnapshotStore
+
+    from factory.config import ConfigError
+    from factory.config_paths import check_paths
 
     start = time.perf_counter()
+    problems, _ = check_paths(cfg)
+    if problems:  # before Ray starts: a missing file should not cost a cluster's start-up
+        raise ConfigError("config names files that do not exist:\n  " + "\n  ".join(problems))
     phases: dict[str, float] = {}
     parent = SnapshotStore.from_config(cfg.store).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
@@ -195,7 +214,7 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
                 raise RuntimeError(f"snapshot {snapshot.version} has no rows to train on; drops: {manifest['drops']}")
             began = time.perf_counter()
             train_result = run_training(cfg.train, snapshot.files, str(run_dir(cfg) / "train" / snapshot.version),
-                                        snapshot_version=snapshot.version)
+                                        snapshot_version=snapshot.version, filesystem=snapshot.filesystem)
             checkpoint = train_result.checkpoint_dir
             phases["train"] = round(time.perf_counter() - began, 3)
         results = {}
@@ -204,10 +223,10 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
             results = evaluate_models(cfg, checkpoint)
             phases["eval"] = round(time.perf_counter() - began, 3)
     run_summary = {"phases": phases, "eval": results, "train": _train_summary(train_result), "checkpoint": checkpoint}
-    write_atomic(str(Path(snapshot.path) / RUN_SUMMARY), json.dumps(run_summary, indent=2, default=str).encode())
-    report = _report(snapshot.path)
+    snapshot.write_file(RUN_SUMMARY, json.dumps(run_summary, indent=2, default=str).encode())
+    report = _report(snapshot)
     return RunSummary(
-        dataset=str(snapshot.path), snapshot_version=snapshot.version, manifest=str(Path(snapshot.path) / MANIFEST),
+        dataset=snapshot.path, snapshot_version=snapshot.version, manifest=f"{snapshot.path}/{MANIFEST}",
         report=report, checkpoint=checkpoint, stages=manifest["stages"], drops=manifest["drops"], eval=results,
         phases=phases, seconds=time.perf_counter() - start,
     )
@@ -221,11 +240,11 @@ def _train_summary(result) -> dict | None:
     return data
 
 
-def _report(snapshot_path: str) -> str | None:
+def _report(snapshot) -> str | None:
     from factory.report import build_report
 
     try:
-        return build_report(snapshot_path)
+        return build_report(snapshot)
     except Exception:  # the report is a view: a plotting failure must not fail a committed run
-        log.exception("report: failed to build for %s", snapshot_path)
+        log.exception("report: failed to build for %s", snapshot.path)
         return None

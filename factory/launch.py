@@ -92,7 +92,8 @@ def train_command(cfg: FactoryConfig, config_path: str, snapshot: str, *, submit
     from factory.train import run_training
 
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
-        result = run_training(cfg.train, snap.files, str(run_dir(cfg) / "train" / snap.version), snapshot_version=snap.version)
+        result = run_training(cfg.train, snap.files, str(run_dir(cfg) / "train" / snap.version),
+                              snapshot_version=snap.version, filesystem=snap.filesystem)
     print(json.dumps({"checkpoint": result.checkpoint_dir, "steps": result.steps, "final_loss": result.final_loss}))
     return 0
 

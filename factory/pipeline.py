@@ -245,8 +245,12 @@ class Pipeline:
         return ds
 
     def records(self) -> list[StageRecord]:
-        """Every stage's accounting; call after the dataset :meth:`apply` returned has executed."""
+        """Every stage's accounting (none when :meth:`apply` was never called); call after the dataset
+        :meth:`apply` returned has executed."""
         import ray
+
+        if not self._outputs:
+            return []
 
         measured = ray.get(self.run.meter.snapshot.remote())
         records = []

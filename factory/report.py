@@ -22,18 +22,15 @@ Not covered: comparing snapshots, or anything needing network access (the HTML e
 
 from __future__ import annotations
 
-import glob
 import html
 import json
-import os
 from typing import Any
 
-import pyarrow.parquet as pq
 
 from factory import report_plots as plots
 from factory.atomic import write_atomic
-from factory.paths import MANIFEST, REPORT, RUN_SUMMARY
 from factory.eval_fields import MODEL_LABELS, MODELS, model_rows, present_models, ratio_rows
+from factory.paths import REPORT, RUN_SUMMARY
 
 ROW_COLUMNS = ["prompt_id", "reward", "completion_tokens", "pass_rate"]
 
@@ -46,20 +43,23 @@ img.chart{max-width:100%;display:block;margin:.5rem 0}pre{background:#f6f6f6;pad
 """
 
 
-def build_report(snapshot_dir: str, out_path: str | None = None) -> str:
-    """Write the report for the snapshot at ``snapshot_dir`` and return its path.
+def build_report(snapshot, out_path: str | None = None) -> str:
+    """Write the report of ``snapshot`` (a :class:`factory.store.Snapshot`, or a local snapshot
+    directory) and return where it went: beside the manifest through the store (atomically; a local
+    path or an object URI), or ``out_path`` (a local file) when given. Raises the store's error when
+    the directory is no snapshot; every missing input becomes a "not run" section."""
+    from factory.store import Snapshot
 
-    ``out_path`` defaults to ``<snapshot_dir>/report.html``. Raises FileNotFoundError when the snapshot
-    has no manifest; every other missing input becomes a "not run" section.
-    """
-    manifest_path = os.path.join(snapshot_dir, MANIFEST)
-    if not os.path.exists(manifest_path):
-        raise FileNotFoundError(f"no {MANIFEST} in {snapshot_dir}")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
-    info = _overlay_run_summary(manifest, os.path.join(snapshot_dir, RUN_SUMMARY))
-    kept = _read_rows(_data_files(snapshot_dir, manifest))
-    dropped = _read_rows(_dropped_files(snapshot_dir, manifest))
+    if not isinstance(snapshot, Snapshot):
+        snapshot = Snapshot.open(str(snapshot))
+    info = dict(snapshot.manifest)
+    try:
+        summary = json.loads(snapshot.read_file(RUN_SUMMARY))
+    except FileNotFoundError:
+        summary = {}
+    info.update({key: summary[key] for key in ("eval", "train", "phases") if summary.get(key)})
+    kept = _read_rows(snapshot, None)
+    dropped = _read_rows(snapshot, "dropped") if "dropped" in snapshot.side_tables() else None
     stages = info.get("stages") or []
     body = "\n".join([
         _overview(info),
@@ -76,49 +76,21 @@ def build_report(snapshot_dir: str, out_path: str | None = None) -> str:
     ])
     title = f"distill-factory report: {info.get('dataset', '')} {info.get('version', '')}".strip()
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n<h1>{_e(title)}</h1>\n{body}\n</body></html>\n")
-    out_path = out_path or os.path.join(snapshot_dir, REPORT)
-    write_atomic(out_path, page.encode("utf-8"))
-    return out_path
+            f"<style>{STYLE}</style></head>\n<body>\n<h1>{_e(title)}</h1>\n{body}\n</body></html>\n").encode("utf-8")
+    if out_path is not None:
+        write_atomic(out_path, page)
+        return out_path
+    return snapshot.write_file(REPORT, page)
 
 
-def _overlay_run_summary(manifest: dict, summary_path: str) -> dict:
-    """The manifest with run_summary.json's eval/train/timings/counts laid over it."""
-    info = dict(manifest)
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-        for key in ("eval", "train", "phases"):
-            if summary.get(key):
-                info[key] = summary[key]
-    return info
-
-
-def _data_files(snapshot_dir: str, manifest: dict) -> list[str]:
-    if "files" in manifest:
-        return [os.path.join(snapshot_dir, entry["path"]) for entry in manifest["files"]]
-    return sorted(glob.glob(os.path.join(snapshot_dir, "*.parquet")))
-
-
-def _dropped_files(snapshot_dir: str, manifest: dict) -> list[str]:
-    side = (manifest.get("side_tables") or {}).get("dropped")
-    if side:
-        return [os.path.join(snapshot_dir, entry["path"]) for entry in side["files"]]
-    return sorted(glob.glob(os.path.join(snapshot_dir, "_side", "dropped", "*.parquet")))
-
-
-def _read_rows(paths: list[str]) -> dict[str, list] | None:
-    """The report's columns from ``paths`` as lists; None when there are no files."""
-    if not paths:
+def _read_rows(snapshot, side: str | None) -> dict[str, list] | None:
+    """The report's columns of the data (or side table ``side``) as lists; None when there are no rows."""
+    dataset = snapshot.to_arrow_dataset(side=side)
+    present = [c for c in ROW_COLUMNS if c in dataset.schema.names]
+    table = dataset.to_table(columns=present)
+    if table.num_rows == 0:
         return None
-    columns: dict[str, list] = {c: [] for c in ROW_COLUMNS}
-    for path in paths:
-        names = pq.read_schema(path).names
-        table = pq.read_table(path, columns=[c for c in ROW_COLUMNS if c in names])
-        for column in ROW_COLUMNS:
-            values = table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
-            columns[column].extend(values)
-    return columns
+    return {c: table.column(c).to_pylist() if c in present else [None] * table.num_rows for c in ROW_COLUMNS}
 
 
 def _e(value: Any) -> str:

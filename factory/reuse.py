@@ -1,89 +1,173 @@
 """Reuse planning: what a run generates, and what it carries over from a parent snapshot (a refresh).
 
-Contract: a prompt's samples are keyed by ``gen_key`` = prompt text × teacher model and revision ×
-sampling params × prompt template (``factory.stages.generate.gen_key``). A refresh carries over the
-parent snapshot's rows whose ``gen_key`` is still wanted, skips prompts the parent already
-generated (kept or dropped), and sends only the rest through generation, scoring, filtering and
-dedup — where new rows are deduped against the carried rows' MinHash signatures (side table), not
-recomputed. A changed teacher, sampling or template changes every key, so everything is
-regenerated; prompts no longer in the sources are not carried. The new snapshot records its parent;
-the store's commit fails if another writer published after that parent, so one schedule slot
-publishes at most once.
+Contract:
+- A prompt's samples are keyed by ``gen_key`` = prompt text × generation identity (teacher model and
+  revision, sampling, prompt template: :func:`factory.stages.generate.config.gen_key`). A refresh
+  does not regenerate a prompt whose key the parent holds, kept or dropped; every other prompt
+  (new, edited, or under a new teacher/sampling/template) is generated. Prompts no longer in the
+  sources are not carried.
+- Carried rows are the parent's rows (kept rows and the ``dropped`` side table) whose key is still
+  wanted. Only keys are read on the driver; the rows themselves stream from the parent's files
+  through Ray Data into the new commit, never through the driver.
+- Scoring is cheap, generation is not: when the scoring-side configuration (verify, reward, filter,
+  dedup, decontam sections, the think format, and the eval sets' contents) differs from the
+  parent's, every carried row — kept AND previously dropped — is re-checked: its scores and drop
+  marks are cleared and it goes through the scoring stages again together with the new rows, so a
+  loosened filter brings dropped samples back and a new eval set removes contaminated ones. When
+  it is unchanged, carried rows keep their verdicts and drops, and new rows are deduplicated
+  against the carried rows' MinHash signatures (side table). The manifest's ``refresh`` entry says
+  which rows were carried, which re-checked, and why.
+- The new snapshot records its parent; the store's commit fails if another writer published after
+  that parent, so one schedule slot publishes at most once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from factory.schema import DATASET_SCHEMA
+from factory.rows import with_filter_columns
+from factory.schema import SAMPLE_SCHEMA, conform
+
+SCORING_SECTIONS = ("verify", "reward", "filter", "dedup", "decontam")
+"""Config sections whose change makes carried rows be re-checked."""
+KEY_COLUMNS = ["gen_key", "prompt_id", "sample_id"]
 
 
-@dataclass
-class ReusePlan:
-    """What a run generates and what it carries over from its parent."""
+def scoring_identity(cfg) -> dict:
+    """What decides a generated sample's scores and drops: the scoring sections, whether ``<think>``
+    is forced, and the content hash of every eval set decontamination reads."""
+    from factory.stages.decontam import eval_set_digest
 
-    todo: pa.Table
-    reused: pa.Table
-    parent_version: str | None
-    prior_signatures: list[str] | None = None
-    counts: dict = field(default_factory=dict)
+    identity = {name: getattr(cfg, name).model_dump(mode="json") for name in SCORING_SECTIONS}
+    identity["force_think"] = cfg.generation.prompting.force_think
+    identity["eval_sets"] = {spec.name: eval_set_digest(spec) for spec in cfg.decontam.benchmarks}
+    return identity
 
-    def summary(self) -> dict:
-        return {"parent": self.parent_version, **self.counts}
+
+def scoring_hash(cfg) -> str:
+    """Stable hash of :func:`scoring_identity` (recorded in every snapshot's lineage)."""
+    return hashlib.sha256(json.dumps(scoring_identity(cfg), sort_keys=True).encode()).hexdigest()
 
 
 def wanted_keys(cfg, prompts: pa.Table) -> list[str]:
-    from factory.stages.generate import gen_key, generation_config_hash
+    """The generation key of every prompt under this run's generation config."""
+    from factory.stages.generate.config import gen_key, generation_config_hash
 
     config_hash = generation_config_hash(cfg.generation)
     return [gen_key(config_hash, p) for p in prompts.column("prompt").to_pylist()]
 
 
-def _known_keys(parent) -> set[str]:
-    keys = set(parent.read(columns=["gen_key"]).column("gen_key").to_pylist())
-    if "dropped" in parent.side_tables():
-        keys |= set(parent.read_side("dropped", columns=["gen_key"]).column("gen_key").to_pylist())
-    return keys
+@dataclass
+class ReusePlan:
+    """What a run generates, and what it carries over from its parent (module docstring)."""
+
+    todo: pa.Table
+    """Prompts to generate (PROMPT_SCHEMA)."""
+    parent: object | None = None
+    """The parent Snapshot, or None for a fresh run."""
+    keys: pa.Array | None = None
+    """Generation keys carried over from the parent."""
+    recheck: list[str] = field(default_factory=list)
+    """Why carried rows are re-checked (empty: they are carried as committed)."""
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def parent_version(self) -> str | None:
+        return self.parent.version if self.parent is not None else None
+
+    def summary(self) -> dict:
+        return {"parent": self.parent_version, **self.counts, "rechecked_because": self.recheck or None}
+
+    def _carried(self, side: str | None):
+        """The parent's rows (data, or side table ``side``) with a carried key, as a Ray Dataset."""
+        import ray
+
+        if self.parent is None or not self.keys or (side and side not in self.parent.side_tables()):
+            return None
+        files = self.parent.files if side is None else self.parent.side_files(side)
+        ds = ray.data.read_parquet(files, filesystem=self.parent.filesystem)
+        keys = ray.put(self.keys)
+
+        def keep(batch: pa.Table) -> pa.Table:
+            return batch.filter(pc.is_in(batch["gen_key"], value_set=ray.get(keys)))
+
+        return ds.map_batches(keep, batch_format="pyarrow")
+
+    def carried_kept(self):
+        """Carried kept rows as committed (DATASET_SCHEMA), or None."""
+        return self._carried(None)
+
+    def carried_dropped(self):
+        """Carried dropped rows as committed (SCORED_SCHEMA), or None."""
+        return self._carried("dropped")
+
+    def carried_for_recheck(self):
+        """Every carried row (kept and dropped) with scores and drop marks cleared, ready for the
+        scoring stages (SAMPLE_SCHEMA + filter columns), or None."""
+        parts = [ds for ds in (self.carried_kept(), self.carried_dropped()) if ds is not None]
+        if not parts:
+            return None
+        cleared = [ds.map_batches(_cleared, batch_format="pyarrow") for ds in parts]
+        return cleared[0].union(*cleared[1:]) if len(cleared) > 1 else cleared[0]
+
+    def prior_signatures(self) -> Iterator[pa.Table]:
+        """The carried rows' signature side-table rows (dropped prompts must not block their changed
+        successors), file by file, parameters checked by the dedup stage."""
+        import pyarrow.parquet as pq
+
+        if self.parent is None or self.recheck or not self.keys:
+            return
+        ids = self.parent.read(columns=["prompt_id", "sample_id", "gen_key"])
+        ids = ids.filter(pc.is_in(ids["gen_key"], value_set=self.keys))
+        keep = pa.concat_arrays([ids["prompt_id"].combine_chunks(), ids["sample_id"].combine_chunks()]).unique()
+        for path in self.parent.arrow_paths(self.parent.side_files("signatures")):
+            table = pq.read_table(path, filesystem=self.parent.filesystem)  # keeps the parameter metadata
+            yield table.filter(pc.is_in(table["id"], value_set=keep))
 
 
-def _carried_signatures(parent, reused: pa.Table, out_dir: Path) -> list[str] | None:
-    """The parent's signature rows of the carried rows only (dropped prompts must not block their
-    changed successors), written once to ``out_dir``."""
-    import pyarrow.parquet as pq
-
-    files = parent.side_files("signatures")
-    if not files:
-        return None
-    ids = pa.array(sorted(set(reused.column("prompt_id").to_pylist()) | set(reused.column("sample_id").to_pylist())),
-                   pa.string())
-    table = pa.concat_tables([pq.read_table(f) for f in files])  # keeps the signature-parameter metadata
-    table = table.filter(pc.is_in(table["id"], value_set=ids))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"carried-signatures-{parent.version}.parquet"
-    pq.write_table(table, path)
-    return [str(path)]
+def _cleared(batch: pa.Table) -> pa.Table:
+    """A committed row as it left generation: its scoring columns gone, no drop mark."""
+    return with_filter_columns(conform(batch, SAMPLE_SCHEMA))
 
 
-def plan_reuse(cfg, prompts: pa.Table, parent, work_dir: Path) -> ReusePlan:
-    """Split ``prompts`` into those to generate and the parent rows to carry (see module doc)."""
-    empty = DATASET_SCHEMA.empty_table()
+def plan_reuse(cfg, prompts: pa.Table, parent) -> ReusePlan:
+    """Split ``prompts`` into those to generate and the parent keys to carry (module docstring)."""
     if parent is None:
-        return ReusePlan(todo=prompts, reused=empty, parent_version=None,
-                         counts={"prompts_new": prompts.num_rows, "prompts_reused": 0, "rows_reused": 0})
+        return ReusePlan(todo=prompts, counts={"prompts_new": prompts.num_rows, "prompts_reused": 0,
+                                               "rows_carried": 0, "rows_rechecked": 0})
     keys = wanted_keys(cfg, prompts)
-    known = _known_keys(parent)
-    todo = prompts.filter(pa.array([k not in known for k in keys]))
-    parent_rows = parent.read()
-    reused = parent_rows.filter(pc.is_in(parent_rows["gen_key"], value_set=pa.array(sorted(set(keys)))))
-    prior = _carried_signatures(parent, reused, work_dir) if cfg.dedup.cross_snapshot else None
+    parent_keys = parent.read(columns=["gen_key"])["gen_key"]
+    dropped_keys = (parent.read_side("dropped", columns=["gen_key"])["gen_key"]
+                    if "dropped" in parent.side_tables() else pa.chunked_array([], pa.string()))
+    known = pa.concat_arrays([parent_keys.combine_chunks(), dropped_keys.combine_chunks()])
+    wanted = pa.array(keys, pa.string())
+    done = pc.is_in(wanted, value_set=known)
+    todo = prompts.filter(pc.invert(done))
+    carried = wanted.filter(done).unique()
+    recheck = _recheck_reasons(cfg, parent)
+    carried_rows = int(pc.sum(pc.is_in(parent_keys, value_set=carried)).as_py() or 0)
+    carried_dropped = int(pc.sum(pc.is_in(dropped_keys, value_set=carried)).as_py() or 0)
     counts = {
         "prompts_new": todo.num_rows,
         "prompts_reused": prompts.num_rows - todo.num_rows,
-        "rows_reused": reused.num_rows,
-        "rows_not_carried": parent_rows.num_rows - reused.num_rows,
+        "rows_carried": carried_rows,
+        "dropped_rows_carried": carried_dropped,
+        "rows_not_carried": len(parent_keys) - carried_rows,
+        "rows_rechecked": carried_rows + carried_dropped if recheck else 0,
     }
-    return ReusePlan(todo=todo, reused=reused, parent_version=parent.version, prior_signatures=prior, counts=counts)
+    return ReusePlan(todo=todo, parent=parent, keys=carried, recheck=recheck, counts=counts)
+
+
+def _recheck_reasons(cfg, parent) -> list[str]:
+    """Which parts of the scoring identity differ from the parent's (all of it when unknown)."""
+    stored = (parent.manifest.get("lineage") or {}).get("scoring")
+    if stored is None:
+        return ["the parent snapshot records no scoring identity"]
+    current = scoring_identity(cfg)
+    return [f"{name} changed" for name in current if current[name] != stored.get(name)]

@@ -59,8 +59,8 @@ def eval_lines(results: dict) -> list[str]:
     return lines
 
 
-def render(summary) -> list[str]:
-    """The end-of-run lines for a :class:`factory.flow.RunSummary`."""
+def render(summary, log_path: str | None = None) -> list[str]:
+    """The end-of-run lines for a :class:`factory.flow.RunSummary` (and the run's log file)."""
     lines = ["", "== distill-factory run =="]
     lines += table(["stage", "rows in", "rows out", "kept", "dropped", "busy s"], stage_rows(summary.stages))
     if summary.drops:
@@ -72,5 +72,7 @@ def render(summary) -> list[str]:
     lines += ["", f"time: {summary.seconds:.0f} s ({phases})" if phases else f"time: {summary.seconds:.0f} s"]
     lines += [f"dataset:    {summary.dataset}", f"manifest:   {summary.manifest}",
               f"checkpoint: {summary.checkpoint}", f"report:     {summary.report}  (open this first)"]
+    if log_path:
+        lines.append(f"log:        {log_path}")
     lines.append(json.dumps(summary.headline()))
     return lines

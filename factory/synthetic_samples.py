@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from factory.think import THINK_CLOSE
+
 WORDS = ("first", "then", "so", "we", "add", "the", "next", "term", "carry", "check", "again", "value", "sum",
          "which", "gives", "step", "note", "that", "both", "sides", "equal", "hence", "total", "remaining")
 KINDS = ("correct", "wrong", "truncated", "no_answer", "multi_tag", "repetition", "language_mix", "dup_exact",
@@ -125,15 +127,15 @@ def _completion(kind: str, reference: str, rng: random.Random, median_words: int
     answer = reference if kind != "wrong" else str(int(reference) + rng.randint(1, 9))
     if kind == "truncated":
         return reasoning, "length"
-    if kind == "no_answer":  # nothing after </think>, or prose without a boxed answer
-        return f"{reasoning}\n</think>\n\n" + ("The count is what it is." if rng.random() < 0.5 else ""), "stop"
+    if kind == "no_answer":  # nothing after the closing tag, or prose without a boxed answer
+        return f"{reasoning}\n{THINK_CLOSE}\n\n" + ("The count is what it is." if rng.random() < 0.5 else ""), "stop"
     if kind == "multi_tag":
-        return f"{reasoning}\n</think>\n\\boxed{{{answer}}}\n</think>\n\n\\boxed{{{answer}}}", "stop"
+        return f"{reasoning}\n{THINK_CLOSE}\n\\boxed{{{answer}}}\n{THINK_CLOSE}\n\n\\boxed{{{answer}}}", "stop"
     if kind == "repetition":
-        return f"{'carry the one and check again ' * 40}\n</think>\n\n\\boxed{{{answer}}}", "stop"
+        return f"{'carry the one and check again ' * 40}\n{THINK_CLOSE}\n\n\\boxed{{{answer}}}", "stop"
     if kind == "language_mix":
-        return f"{reasoning}\n因此我们得到答案然后再检查一遍结果\n</think>\n\n\\boxed{{{answer}}}", "stop"
-    return f"{reasoning}\n</think>\n\nThe total is \\boxed{{{answer}}}.", "stop"
+        return f"{reasoning}\n因此我们得到答案然后再检查一遍结果\n{THINK_CLOSE}\n\n\\boxed{{{answer}}}", "stop"
+    return f"{reasoning}\n{THINK_CLOSE}\n\nThe total is \\boxed{{{answer}}}.", "stop"
 
 
 def sample_rows(prompt_rows: list[dict], n: int, seed: int, median_words: int = 120, max_words: int = 1000,

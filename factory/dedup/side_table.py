@@ -4,21 +4,19 @@ One Parquet row per kept prompt (``kind="prompt"``, ``id`` = prompt_id, ``scope`
 kept sample (``kind="response"``, ``id`` = sample_id, ``scope`` = its prompt_id), holding the
 exact-dedup hash of the normalised text and the full MinHash signature (so a later run may
 choose other bands/rows). The signature parameters (num_perm, seed, shingle, ngram, scheme) are
-stored in the file's schema metadata; :func:`read_side_tables` refuses files whose parameters
-differ from the current run's, naming the parameter, since such signatures cannot be compared.
+stored in the file's schema metadata (:func:`with_params`); :func:`checked` refuses a table whose
+parameters differ from the current run's, naming the parameter, since such signatures cannot be compared.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from factory.dedup.hashing import exact_hashes
 from factory.dedup.minhash import SCHEME, MinHasher
@@ -92,40 +90,18 @@ def side_rows(batch: pa.Table, params: SignatureParams) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def write_side_tables(tables: Iterable[pa.Table], params: SignatureParams, out_dir: str) -> list[str]:
-    """Write each non-empty table as ``signatures-NNNNN.parquet`` (staged then renamed) in out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def with_params(table: pa.Table, params: SignatureParams) -> pa.Table:
+    """``table`` (side-table rows) cast to the side schema carrying ``params`` in its metadata: write
+    it with any Parquet writer (the snapshot store's ``write_table(..., side="signatures")``)."""
     schema = side_schema(params.num_perm).with_metadata({_META_KEY: json.dumps(asdict(params)).encode()})
-    paths = []
-    for table in tables:
-        if table.num_rows == 0:
-            continue
-        path = out / f"signatures-{len(paths):05d}.parquet"
-        staged = path.with_suffix(".parquet.tmp")
-        pq.write_table(table.cast(schema), staged)
-        staged.rename(path)
-        paths.append(str(path))
-    return paths
+    return table.cast(schema)
 
 
-def _files(paths: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        files.extend(sorted(path.glob("signatures-*.parquet")) if path.is_dir() else [path])
-    return files
-
-
-def read_side_tables(paths: Sequence[str], params: SignatureParams) -> pa.Table:
-    """Concatenate side-table files (or directories of them), checking their signature parameters."""
-    tables = [side_schema(params.num_perm).empty_table()]
-    for file in _files(paths):
-        table = pq.read_table(file)
-        stored = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-        for name, value in asdict(params).items():
-            if stored.get(name) != value:
-                raise ValueError(
-                    f"signature side table {file}: {name}={stored.get(name)!r} but this run uses {name}={value!r}"
-                )
-        tables.append(table.cast(side_schema(params.num_perm)))
-    return pa.concat_tables(tables)
+def checked(table: pa.Table, params: SignatureParams, origin: str) -> pa.Table:
+    """A side table read back (e.g. ``pyarrow.parquet.read_table``), its stored parameters checked
+    against ``params``; ValueError naming the parameter and ``origin`` when they differ."""
+    stored = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+    for name, value in asdict(params).items():
+        if stored.get(name) != value:
+            raise ValueError(f"signature side table {origin}: {name}={stored.get(name)!r} but this run uses {name}={value!r}")
+    return table.cast(side_schema(params.num_perm))

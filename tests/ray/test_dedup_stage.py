@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_config
 from factory.pipeline import run_small
-from factory.stages.dedup import Dedup, DedupConfig, write_signatures
+from factory.stages.dedup import Dedup, DedupConfig, signature_tables
 
 _RNG = random.Random(1)
 _VOCAB = [f"w{i}" for i in range(3000)]
@@ -103,29 +103,29 @@ def test_stats_count_rows_per_reason_and_cluster_sizes(result):
     assert stats["cluster_sizes"]["near_prompt"] == {"2": 1} and stats["lsh"]["bands"] == 9
 
 
-def _rerun(ray_local, committed, tmp_path, cfg, prompts, samples) -> dict[str, str | None]:
-    paths = write_signatures(committed, DedupConfig(), str(tmp_path))
-    table, _ = run_small([Dedup], make_config(dedup=cfg), _rows(prompts, samples), extras={"prior_signatures": paths})
+def _rerun(ray_local, committed, cfg, prompts, samples) -> dict[str, str | None]:
+    prior = list(signature_tables(ray_local.data.from_arrow(committed), DedupConfig()))
+    table, _ = run_small([Dedup], make_config(dedup=cfg), _rows(prompts, samples), extras={"prior_signatures": prior})
     return {r["sample_id"]: r["drop_reason"] for r in table.to_pylist()}
 
 
-def test_later_snapshot_drops_prompts_matching_committed_prompts(result, ray_local, tmp_path):
+def test_later_snapshot_drops_prompts_matching_committed_prompts(result, ray_local):
     prompts = {"qa": _edit(BASE), "qb": BASE.lower(), "qz": _text(200)}
     samples = [("qa", 0, _text(50), 0.5, None), ("qb", 0, _text(50), 0.5, None), ("qz", 0, _text(50), 0.5, None)]
-    reasons = _rerun(ray_local, result[2], tmp_path, DedupConfig(), prompts, samples)
+    reasons = _rerun(ray_local, result[2], DedupConfig(), prompts, samples)
     assert reasons == {"qa:0": "dup_previous_snapshot", "qb:0": "dup_previous_snapshot", "qz:0": None}
 
 
-def test_later_snapshot_drops_responses_matching_committed_responses_of_the_same_prompt(result, ray_local, tmp_path):
+def test_later_snapshot_drops_responses_matching_committed_responses_of_the_same_prompt(result, ray_local):
     cfg = DedupConfig(exact_prompts=False, near_prompts=False)
     samples = [("pd", 8, LONG_ANSWER, 0.9, None), ("pd", 9, _edit(LONG_ANSWER), 0.9, None),
                ("pd", 10, _text(300), 0.1, None), ("pa", 5, LONG_ANSWER, 0.1, None)]
-    reasons = _rerun(ray_local, result[2], tmp_path, cfg, {"pd": OTHER, "pa": BASE}, samples)
+    reasons = _rerun(ray_local, result[2], cfg, {"pd": OTHER, "pa": BASE}, samples)
     assert reasons == {"pd:8": "dup_previous_snapshot", "pd:9": "dup_previous_snapshot", "pd:10": None, "pa:5": None}
 
 
-def test_cross_snapshot_off_ignores_prior_signatures(result, ray_local, tmp_path):
-    reasons = _rerun(ray_local, result[2], tmp_path, DedupConfig(cross_snapshot=False), {"qb": BASE}, [("qb", 0, "x", 0.5, None)])
+def test_cross_snapshot_off_ignores_prior_signatures(result, ray_local):
+    reasons = _rerun(ray_local, result[2], DedupConfig(cross_snapshot=False), {"qb": BASE}, [("qb", 0, "x", 0.5, None)])
     assert reasons == {"qb:0": None}
 
 

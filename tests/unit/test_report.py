@@ -1,8 +1,8 @@
-"""factory.report builds a self-contained HTML report from a snapshot directory.
+"""factory.report builds a self-contained HTML report of a committed snapshot.
 
-The snapshots here are synthetic (manifest + Parquet files written with pyarrow in tmp_path, columns per
-factory.schema), so the tests cover the report's reading of the documented manifest keys, not the
-pipeline that writes them.
+The snapshots here are committed by the real store with synthetic rows (columns per factory.schema) and
+hand-written pipeline manifest keys, so the tests cover the report's reading of the documented manifest
+keys, not the pipeline that writes them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from factory.report import build_report
@@ -45,10 +45,7 @@ def _rows(n: int, seed: int, dropped: bool) -> pa.Table:
 
 def _manifest(**extra) -> dict:
     manifest = {
-        "dataset": "demo-math", "version": "v000001", "created_at": "2025-01-01T00:00:00Z", "run": "demo",
-        "num_rows": 80, "config_hash": "abc123", "code_version": "deadbeef",
-        "files": [{"path": "part-00000.parquet", "rows": 80}],
-        "side_tables": {"dropped": {"num_rows": 40, "files": [{"path": "_side/dropped/part-00000.parquet"}]}},
+        "run": "demo", "config_hash": "abc123", "code_version": "deadbeef",
         "stages": [
             {"name": "ingest", "rows_out": 32, "kept_out": 32, "drops": {}, "busy_s": 0.1},
             {"name": "decontam_prompts", "rows_in": 32, "rows_out": 32, "kept_in": 32, "kept_out": 30,
@@ -67,21 +64,22 @@ def _manifest(**extra) -> dict:
     return manifest
 
 
-def _snapshot(path, manifest: dict, kept: int = 80, dropped: int = 40):
-    path.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_rows(kept, seed=1, dropped=False), path / "part-00000.parquet")
+def _snapshot(path, manifest: dict, kept: int = 80, dropped: int = 40, table: pa.Table | None = None):
+    """A snapshot committed by the store under ``path``'s parent; returns it."""
+    from factory.store import SnapshotStore
+
+    staged = SnapshotStore(str(path.parent / "store"), "demo-math").begin(schema=DATASET_SCHEMA)
+    staged.write_table(table if table is not None else _rows(kept, seed=1, dropped=False))
     if dropped:
-        (path / "_side" / "dropped").mkdir(parents=True)
-        pq.write_table(_rows(dropped, seed=2, dropped=True), path / "_side" / "dropped" / "part-00000.parquet")
-    (path / "_manifest.json").write_text(json.dumps(manifest))
-    return path
+        staged.write_table(_rows(dropped, seed=2, dropped=True), side="dropped")
+    return staged.commit(manifest)
 
 
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory) -> str:
     """A snapshot where everything ran, including training and evaluation (via run_summary.json)."""
     snap = _snapshot(tmp_path_factory.mktemp("full") / "v000001", _manifest())
-    (snap / "run_summary.json").write_text(json.dumps({
+    snap.write_file("run_summary.json", json.dumps({
         "phases": {"data": 20.0, "train": 95.0, "eval": 30.0},
         "eval": {"teacher": {"accuracy": 0.8, "problems": 20, "output_tokens_per_s": 250.0,
                              "peak_rss_bytes": 3 * 2**30, "latency_p50_s": 1.5},
@@ -95,8 +93,8 @@ def full_report(tmp_path_factory) -> str:
                                         "peak_rss_bytes": 0.3333, "latency_p50_s": 0.4,
                                         "accuracy_by_source": {"gsm8k": 0.9375, "humaneval": None}}},
         "train": {"steps": 40, "final_loss": 0.93},
-    }))
-    return build_report(str(snap))
+    }).encode())
+    return build_report(snap)
 
 
 def test_report_shows_generation_cost_per_model_and_ratios(full_report):
@@ -114,7 +112,7 @@ def test_report_scores_each_held_out_set(full_report):
 
 
 def test_report_is_written_beside_the_manifest(full_report):
-    assert full_report.endswith("v000001/report.html")
+    assert full_report.endswith("snapshots/v000001/report.html")
 
 
 def test_report_has_every_section(full_report):
@@ -150,7 +148,7 @@ def test_pipeline_table_lists_stages_in_pipeline_order(full_report):
 
 
 def test_missing_training_and_eval_show_not_run(tmp_path):
-    report = build_report(str(_snapshot(tmp_path / "v000001", _manifest())))
+    report = build_report((_snapshot(tmp_path / "v000001", _manifest())))
     sections = dict(re.findall(r"<h2>([^<]+)</h2>\n(.*?)\n</section>", open(report).read(), flags=re.S))
     assert "not run" in sections["Student vs teacher"]
     assert "not run" in sections["Training"]
@@ -160,33 +158,28 @@ def test_missing_training_and_eval_show_not_run(tmp_path):
 def test_missing_manifest_key_becomes_not_run(tmp_path, missing):
     manifest = _manifest()
     manifest.pop(missing)
-    report = build_report(str(_snapshot(tmp_path / "v000001", manifest)))
+    report = build_report((_snapshot(tmp_path / "v000001", manifest)))
     assert open(report).read().count('class="not-run"') >= 3  # eval + train + the removed key
 
 
 def test_snapshot_without_dropped_side_table_still_reports(tmp_path):
-    manifest = _manifest()
-    manifest.pop("side_tables")
-    report = build_report(str(_snapshot(tmp_path / "v000001", manifest, dropped=0)))
+    report = build_report((_snapshot(tmp_path / "v000001", _manifest(), dropped=0)))
     text = open(report).read()
     assert "Reward distribution" in text and "kept (n=80)" not in text  # n is in the PNG, not the HTML
     assert "<td>kept</td>" in text and "<td>dropped</td>" not in text
 
 
 def test_null_rewards_show_not_run_instead_of_a_chart(tmp_path):
-    snap = tmp_path / "v000001"
-    snap.mkdir()
     table = _rows(8, seed=1, dropped=False)
     table = table.set_column(table.schema.get_field_index("reward"), "reward", pa.nulls(8, pa.float64()))
-    pq.write_table(table, snap / "part-00000.parquet")
-    (snap / "_manifest.json").write_text(json.dumps({"version": "v000001", "files": [{"path": "part-00000.parquet"}]}))
-    sections = dict(re.findall(r"<h2>([^<]+)</h2>\n(.*?)\n</section>", open(build_report(str(snap))).read(), flags=re.S))
+    snap = _snapshot(tmp_path / "v000001", {}, dropped=0, table=table)
+    sections = dict(re.findall(r"<h2>([^<]+)</h2>\n(.*?)\n</section>", open(build_report(snap)).read(), flags=re.S))
     assert "not run (no reward values)" in sections["Reward distribution"]
     assert "<img" in sections["Response length"]
 
 
 def test_manifest_strings_are_html_escaped(tmp_path):
-    report = build_report(str(_snapshot(tmp_path / "v000001", _manifest(run="<script>alert(1)</script>"))))
+    report = build_report((_snapshot(tmp_path / "v000001", _manifest(run="<script>alert(1)</script>"))))
     text = open(report).read()
     assert "<script>" not in text and "&lt;script&gt;" in text
 
@@ -194,10 +187,17 @@ def test_manifest_strings_are_html_escaped(tmp_path):
 def test_out_path_overrides_location(tmp_path):
     snap = _snapshot(tmp_path / "v000001", _manifest())
     out = tmp_path / "elsewhere.html"
-    assert build_report(str(snap), str(out)) == str(out) and out.exists()
-    assert not (snap / "report.html").exists()
+    assert build_report(snap, str(out)) == str(out) and out.exists()
+    assert not (Path(snap.path) / "report.html").exists()
 
 
-def test_snapshot_without_manifest_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="_manifest.json"):
+def test_local_snapshot_directory_is_accepted(tmp_path):
+    snap = _snapshot(tmp_path / "v000001", _manifest())
+    assert build_report(snap.path) == str(Path(snap.path) / "report.html")
+
+
+def test_directory_without_manifest_is_an_error(tmp_path):
+    from factory.store import StoreError
+
+    with pytest.raises(StoreError, match="_manifest.json"):
         build_report(str(tmp_path))

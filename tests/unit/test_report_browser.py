@@ -25,9 +25,9 @@ def report_url(tmp_path_factory) -> str:
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} not installed (apt-get install chromium)")
     snap = _snapshot(tmp_path_factory.mktemp("browser") / "v000001", _manifest())
-    (snap / "run_summary.json").write_text(json.dumps({
-        "eval": {"teacher": {"accuracy": 0.8}, "student_after": {"accuracy": 0.7}, "ratio": 0.875}}))
-    return Path(build_report(str(snap))).as_uri()
+    snap.write_file("run_summary.json", json.dumps({
+        "eval": {"teacher": {"accuracy": 0.8}, "student_after": {"accuracy": 0.7}, "ratio": 0.875}}).encode())
+    return Path(build_report(snap)).as_uri()
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

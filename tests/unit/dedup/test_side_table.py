@@ -6,7 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from factory.dedup.side_table import SignatureParams, read_side_tables, side_rows, text_signatures, write_side_tables
+import pyarrow.parquet as pq
+
+from factory.dedup.side_table import SignatureParams, checked, side_rows, text_signatures, with_params
 
 PARAMS = SignatureParams(num_perm=32, seed=1, shingle="word", ngram=3)
 BATCH = pa.table(
@@ -27,17 +29,17 @@ def test_side_rows_cover_kept_prompts_and_responses_only():
     ]
 
 
-def test_round_trip_keeps_signatures(tmp_path):
-    paths = write_side_tables([side_rows(BATCH, PARAMS)], PARAMS, str(tmp_path))
-    table = read_side_tables([str(tmp_path)], PARAMS)
+def test_round_trip_through_parquet_keeps_signatures_and_parameters(tmp_path):
+    pq.write_table(with_params(side_rows(BATCH, PARAMS), PARAMS), tmp_path / "s.parquet")
+    table = checked(pq.read_table(tmp_path / "s.parquet"), PARAMS, "s.parquet")
     prompt = table.filter(pa.compute.equal(table["id"], "p2"))
     stored = np.array(prompt["signature"].to_pylist()[0], dtype=np.uint32)
-    assert len(paths) == 1 and np.array_equal(stored, text_signatures(["name a prime number"], PARAMS)[0])
+    assert np.array_equal(stored, text_signatures(["name a prime number"], PARAMS)[0])
 
 
 @pytest.mark.parametrize("field,value", [("num_perm", 64), ("seed", 2), ("shingle", "char"), ("ngram", 5)])
 def test_read_refuses_other_signature_parameters_naming_them(tmp_path, field, value):
-    write_side_tables([side_rows(BATCH, PARAMS)], PARAMS, str(tmp_path))
+    pq.write_table(with_params(side_rows(BATCH, PARAMS), PARAMS), tmp_path / "s.parquet")
     other = SignatureParams(**{**PARAMS.__dict__, field: value})
     with pytest.raises(ValueError, match=field):
-        read_side_tables([str(tmp_path)], other)
+        checked(pq.read_table(tmp_path / "s.parquet"), other, "s.parquet")
