@@ -7,6 +7,7 @@
     factory eval CONFIG [--checkpoint DIR]
     factory report SNAPSHOT_DIR        rebuild a snapshot's HTML report
     factory jobs [--address A] [--wait ID]
+    factory rl CONFIG [--set k=v]      GRPO on the teacher with the factory's verifiers as rewards
     factory tiny build [--out DIR]     build the tiny test models (default: into the cache)
     factory serve --model DIR          Gradio chat UI for a checkpoint
 """
@@ -62,9 +63,15 @@ def _distill(args, incremental: bool) -> int:
 
 
 def cmd_validate(args) -> int:
+    """Either kind of config: a distillation config, or an RL config with the distillation config it names."""
     from factory.config_paths import check_paths
+    from factory.rl.config import is_rl_config, load_rl_config
 
-    cfg = _load(args)
+    if is_rl_config(args.config):
+        rl_cfg, cfg = load_rl_config(args.config, tuple(args.overrides))
+        print(json.dumps(rl_cfg.model_dump(mode="json"), indent=2))
+    else:
+        cfg = _load(args)
     problems, unchecked = check_paths(cfg)
     if problems:
         print(f"{args.config}: invalid config\n  " + "\n  ".join(problems), file=sys.stderr)
@@ -74,6 +81,12 @@ def cmd_validate(args) -> int:
         print(f"not checked here: {line}", file=sys.stderr)
     print(f"{args.config}: ok", file=sys.stderr)
     return 0
+
+
+def cmd_rl(args) -> int:
+    from factory.rl import rl_command
+
+    return rl_command(args.config, tuple(args.overrides))
 
 
 def cmd_run(args) -> int:
@@ -139,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description="distill-factory")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn in (("validate", cmd_validate), ("run", cmd_run)):
+    for name, fn in (("validate", cmd_validate), ("run", cmd_run), ("rl", cmd_rl)):
         p = sub.add_parser(name)
         _config_args(p)
         p.set_defaults(fn=fn)

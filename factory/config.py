@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError, model_validator
 
+from factory.eval_fields import apply_preset
 from factory.sections import Section
 from factory.stages.decontam import DecontamConfig
 from factory.stages.dedup import DedupConfig
@@ -57,6 +58,9 @@ class RunConfig(Section):
 class EvalConfig(Section):
     """Held-out evaluation of teacher and student through the generation stage and verifiers."""
 
+    preset: Literal["r1"] | None = None
+    """Named protocol filling samples/temperature/top_p not set here (factory.eval_fields.EVAL_PRESETS):
+    r1 = 16 samples at temperature 0.6, top_p 0.95, pass@1 averaged over them (DeepSeek-R1's evaluation)."""
     enabled: bool = True
     """Off skips evaluation (e.g. dataset-only refresh runs)."""
     heldout: list[PromptSource] = []
@@ -78,6 +82,11 @@ class EvalConfig(Section):
     reuse_results: bool = True
     """Reuse a model's stored result when model weights, engine, sampling, prompting, verifier and held-out
     rows are all unchanged: a scheduled refresh would otherwise re-evaluate the same teacher every run."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        return apply_preset(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":

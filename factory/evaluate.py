@@ -242,7 +242,11 @@ def heldout_prompts(cfg: FactoryConfig):
 
 def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
     """Teacher, student before training and student after (``checkpoint``), as configured."""
+    from factory.stages.verify import check_code_sandbox
+
     prompts = heldout_prompts(cfg)
+    if "code" in set(prompts.column("task").to_pylist()):
+        check_code_sandbox(cfg.verify)  # before any model is loaded: code that cannot run is no score
     models = {}
     if cfg.eval.evaluate_teacher:
         models["teacher"] = (cfg.generation.engine.model, False)

@@ -46,7 +46,7 @@ from factory.stages.filter.rejection import Rejection
 from factory.stages.generate import Generate
 from factory.stages.ingest import ingest
 from factory.stages.reward import Reward
-from factory.stages.verify import VerifyStage
+from factory.stages.verify import VerifyStage, check_code_sandbox
 from factory.store import SnapshotStore
 
 log = logging.getLogger("factory")
@@ -100,6 +100,8 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
     started = time.perf_counter()
     prompts = ingest(cfg.prompts)
     ingest_s = time.perf_counter() - started
+    if "code" in set(prompts.table.column("task").to_pylist()):
+        check_code_sandbox(cfg.verify)  # before any teacher compute: a sandbox that cannot run code stops the run
     plan = plan_reuse(cfg, prompts.table, parent)
     run = RunContext(run_dir=str(run_dir(cfg)), meter=new_meter(), extras={"prior_signatures": plan.prior_signatures()})
     prompt_side = Pipeline(PROMPT_STAGES, cfg, run)

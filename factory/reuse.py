@@ -44,7 +44,8 @@ def scoring_identity(cfg) -> dict:
     is forced, and the content hash of every eval set decontamination reads."""
     from factory.stages.decontam import eval_set_digest
 
-    identity = {name: getattr(cfg, name).model_dump(mode="json") for name in SCORING_SECTIONS}
+    identity = {name: getattr(cfg, name).model_dump(mode="json") for name in SCORING_SECTIONS if name != "verify"}
+    identity["verify"] = cfg.verify.verdict_settings()  # not where or how fast code runs: only what decides a verdict
     identity["force_think"] = cfg.generation.prompting.force_think
     identity["eval_sets"] = {spec.name: eval_set_digest(spec) for spec in cfg.decontam.benchmarks}
     return identity

@@ -39,22 +39,6 @@ def ray_local():
     ray.shutdown()
 
 
-MINIMAL_CONFIG = {
-    "run": {"name": "test", "work_dir": "runs"},
-    "prompts": {"sources": [{"name": "synthetic", "kind": "synthetic", "synthetic_n": 1}]},
-    "generation": {},
-    "store": {"root": "datasets", "dataset": "test"},
-}
-
-
-def make_config(**sections):
-    """A valid FactoryConfig: the minimal required sections, with ``sections`` (dicts or Section
-    objects, e.g. ``verify=VerifyConfig(...)``) replacing the named ones; for tests of single stages."""
-    from factory.config import FactoryConfig
-
-    return FactoryConfig.model_validate({**MINIMAL_CONFIG, **sections})
-
-
 @pytest.fixture(autouse=True)
 def _restore_env():
     """Tests may set environment variables; restore them afterwards."""

@@ -261,6 +261,16 @@ def parse_rl_config(data, origin: str = "<rl config>", overrides: tuple[str, ...
         raise ConfigError(f"{origin}: {e}") from e
 
 
+def is_rl_config(path: str | Path) -> bool:
+    """Whether the YAML file at ``path`` is an RL config: one names its distillation config under a
+    top-level ``factory:`` key, which a distillation config never has."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError:
+        return False  # the loader that reads it reports the YAML error
+    return isinstance(data, dict) and "factory" in data
+
+
 def load_rl_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[RLConfig, FactoryConfig]:
     """The RL config at ``path`` and the factory config it names, both validated (module docstring)."""
     path = Path(path)

@@ -6,8 +6,10 @@ Contract:
   ``verdict``, ``verifier`` (``name@version``), ``verdict_detail`` and ``format_ok``; one row out per
   row in (checked).
 - Rows with ``gen_status != "ok"`` are not scored: all four columns are null.
-- ``math`` and ``logic`` rows go to ``MathVerifier`` (math-verify in a child process with a per-sample
-  limit); ``code`` rows run their tests in the sandbox, through the configured backend
+- ``logic`` rows whose prompt lists options (or whose reference is a bare option letter) go to the
+  multiple-choice verifier (:mod:`factory.verifiers.choice`); other ``logic`` rows and ``math`` rows
+  go to ``MathVerifier`` (math-verify in a child process with a per-sample limit); ``code`` rows run
+  their tests in the sandbox, through the configured backend
   (``sandbox_backend``): ``local`` runs ``factory.verifiers.sandbox`` as subprocesses of the worker (needs
   root and bubblewrap; at most ``max_parallel_sandboxes`` at a time), ``service`` sends the programs to the
   sandbox service over HTTP (``factory.verifiers.sandbox_client``: bounded concurrency, timeouts,
@@ -180,7 +182,7 @@ class Verify:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from factory.think import format_ok, split_completion
-        from factory.verifiers import VerdictResult
+        from factory.verifiers import VerdictResult, choice
 
         started = time.monotonic()
         rows = table.select(list(INPUT_COLUMNS)).to_pylist()
@@ -193,6 +195,8 @@ class Verify:
                 row["answer"] = split_completion(row["completion"])[1]
             if row["task"] == "code":
                 code_rows.append(index)
+            elif row["task"] == "logic" and choice.applies(row["prompt"], row["reference"]):
+                verdicts[index] = choice.judge_choice(row["answer"], row["reference"], row["prompt"])
             elif row["task"] in ("math", "logic"):
                 verdicts[index] = self._math_verifier()(row["answer"], row["reference"])
             else:

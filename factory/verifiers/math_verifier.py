@@ -130,7 +130,10 @@ class MathVerifier:
             self._proc.kill()
             self._proc.wait()
             for pipe in (self._proc.stdin, self._proc.stdout):
-                pipe.close()
+                try:
+                    pipe.close()
+                except OSError:  # BrokenPipeError: a request still buffered for the dead worker; nothing is lost
+                    pass
             self._proc = None
 
     def close(self) -> None:

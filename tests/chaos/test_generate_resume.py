@@ -17,12 +17,14 @@ import pyarrow as pa
 import pytest
 
 from factory import schema, synthetic
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.stages.generate import Generate, GenerationConfig, generation_config_hash
 from factory.stages.generate.checkpoint import CheckpointStore
 
 pytestmark = pytest.mark.chaos
+GENERATION_ACTOR = "MapWorker(MapBatches(_AsyncMeteredClass))"
+"""Ray Data's name for the generation actors: the pipeline meters the (async) UDF in a wrapper class."""
 N, PROMPTS = 2, 24
 
 
@@ -32,7 +34,7 @@ def _generation_actor_pids() -> list[int]:
     return [
         a["Pid"]
         for a in actors().values()
-        if "TeacherGeneration" in a["ActorClassName"] and a["State"] == "ALIVE" and a["Pid"]
+        if a["ActorClassName"] == GENERATION_ACTOR and a["State"] == "ALIVE" and a["Pid"]
     ]
 
 

@@ -8,7 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.stages.dedup import Dedup, DedupConfig, signature_tables
 

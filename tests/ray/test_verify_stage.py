@@ -5,7 +5,7 @@ import pyarrow as pa
 
 from factory.schema import SAMPLE_SCHEMA, conform
 from factory.verifiers.sandbox import SandboxLimits
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.stages.verify import VerifyConfig, VerifyStage
 
@@ -46,3 +46,18 @@ def test_verify_stage_scores_each_row_by_its_task(ray_local):
     verifiers = table["verifier"].to_pylist()
     assert verifiers[0].startswith("math@") and verifiers[3] == "code@1" and verifiers[-1] is None
     assert records[0].stats == {"sandbox_backend": "local", "sandbox_runs": 3, "sandbox_errors": 0, "circuit": "closed"}
+
+
+LOGIC = "Which follows?\nA. All cats fly.\nB. Some cats sleep.\nC. No cat sleeps.\nD. Cats are fish."
+
+
+def test_multiple_choice_logic_rows_are_judged_by_the_chosen_option(ray_local):
+    rows = [{"prompt_id": f"l{i}", "task": "logic", "prompt": LOGIC, "reference": "B", "source": "t", "source_row": i,
+             "sample_index": 0, "sample_id": f"l{i}:k:0", "gen_key": "k", "completion": completion,
+             "answer": completion.split("</think>")[1], "gen_status": "ok"}
+            for i, completion in enumerate(["B is the one</think>The answer is (B).",
+                                            "maybe B</think>\\boxed{C}", "Some cats sleep</think>Answer: D"])]
+    table, _ = run_small([VerifyStage], make_config(), conform(pa.Table.from_pylist(rows), SAMPLE_SCHEMA))
+    table = table.sort_by("source_row")
+    assert table["verdict"].to_pylist() == ["correct", "wrong", "wrong"]
+    assert {v.split("@")[0] for v in table["verifier"].to_pylist()} == {"choice"}

@@ -18,7 +18,12 @@ def test_configs_folder_is_not_empty():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_every_shipped_config_validates(path):
-    load_config(path)
+    from factory.rl.config import is_rl_config, load_rl_config
+
+    if is_rl_config(path):
+        load_rl_config(path)  # an RL config, and the distillation config it names
+    else:
+        load_config(path)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
@@ -98,3 +103,28 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
     bad.write_text("run: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+def _eval(**values) -> dict:
+    return {"heldout": [{"name": "h", "kind": "synthetic", "synthetic_n": 2}], **values}
+
+
+def test_r1_eval_preset_sets_the_r1_protocol():
+    from config_helpers import make_config
+
+    e = make_config(eval=_eval(preset="r1")).eval
+    assert (e.samples, e.temperature, e.top_p) == (16, 0.6, 0.95)
+
+
+def test_values_set_beside_a_preset_win():
+    from config_helpers import make_config
+
+    e = make_config(eval=_eval(preset="r1", samples=4)).eval
+    assert (e.samples, e.temperature) == (4, 0.6)
+
+
+def test_unknown_eval_preset_is_an_error_naming_the_field():
+    from config_helpers import MINIMAL_CONFIG
+
+    with pytest.raises(ConfigError, match="eval.preset"):
+        parse_config({**MINIMAL_CONFIG, "eval": _eval(preset="r2")})

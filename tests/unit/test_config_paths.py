@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import MINIMAL_CONFIG, make_config
+from config_helpers import MINIMAL_CONFIG, make_config
 from factory.config_paths import check_paths
 from factory.data_files import resolve
 

@@ -93,7 +93,7 @@ def test_copy_keeping_mtime_over_the_old_files_changes_the_identity(tmp_path, id
 
 def test_eval_reuse_key_changes_when_the_model_is_restaged(tmp_path, identity_cache):
     from factory.evaluate import result_key
-    from conftest import make_config
+    from config_helpers import make_config
 
     cfg = make_config(eval={"heldout": [{"name": "h", "kind": "synthetic", "synthetic_n": 2}]})
     prompts = pa.table({"prompt_id": ["p1"], "prompt": ["q"]})

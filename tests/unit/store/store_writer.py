@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from conftest import MANIFEST, SMALL_FILES, dataset_rows  # noqa: E402
+from store_data import MANIFEST, SMALL_FILES, dataset_rows  # noqa: E402
 
 from factory.schema import DATASET_SCHEMA  # noqa: E402
 from factory.store import CommitConflict, SnapshotStore  # noqa: E402

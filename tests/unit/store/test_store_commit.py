@@ -7,7 +7,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import MANIFEST, commit_rows, dataset_rows
+from store_data import MANIFEST, commit_rows, dataset_rows
 
 from factory.schema import DATASET_SCHEMA
 from factory.store import CommitConflict, SnapshotNotFound, SnapshotStore, StoreError

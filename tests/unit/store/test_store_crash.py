@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import commit_rows, dataset_rows
+from store_data import commit_rows, dataset_rows
 
 from factory.store import SnapshotStore
 

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from conftest import MANIFEST, dataset_rows
+from store_data import MANIFEST, dataset_rows
 
 from factory.store import CommitConflict
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SMALL_FILES, commit_rows
+from store_data import SMALL_FILES, commit_rows
 
 from factory.store import CorruptSnapshot, SnapshotStore
 

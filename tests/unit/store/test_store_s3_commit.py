@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import MANIFEST, SMALL_FILES, commit_rows, dataset_rows, object_keys
+from store_data import MANIFEST, SMALL_FILES, commit_rows, dataset_rows, object_keys
 
 from factory.schema import DATASET_SCHEMA
 from factory.store import CommitConflict, SnapshotStore, StoreError

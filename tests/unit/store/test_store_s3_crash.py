@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import commit_rows, object_keys
+from store_data import commit_rows, object_keys
 
 WRITER = os.path.join(os.path.dirname(__file__), "store_writer.py")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import MANIFEST, SMALL_FILES, dataset_rows
+from store_data import MANIFEST, SMALL_FILES, dataset_rows
 
 from factory.store import CommitConflict, SnapshotStore
 

@@ -9,7 +9,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import BUCKET, SMALL_FILES, commit_rows
+from store_data import BUCKET, SMALL_FILES, commit_rows
 
 from factory.store import CorruptSnapshot, SnapshotStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import commit_rows
+from store_data import commit_rows
 
 from factory.schema import DATASET_SCHEMA
 from factory.store.columns import COLUMN_DOCS

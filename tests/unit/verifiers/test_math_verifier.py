@@ -95,3 +95,18 @@ def test_dead_worker_is_replaced_before_the_next_sample():
 def test_verdict_names_verifier_and_version(math_verifier):
     result = math_verifier("\\boxed{1}", "1")
     assert result.verifier_id.startswith("math@1+math-verify-")
+
+
+class _DiesBeforeTheRequest(MathVerifier):
+    """Fault injection: the worker dies after the liveness check and before the request is written."""
+
+    def _ensure_worker(self):
+        proc = super()._ensure_worker()
+        proc.kill()
+        proc.wait()
+        return proc
+
+
+def test_worker_dying_before_the_request_is_error_not_an_exception():
+    with _DiesBeforeTheRequest(timeout_s=5.0) as verifier:
+        assert verifier("\\boxed{1}", "1").status == "error"
