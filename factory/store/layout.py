@@ -16,8 +16,8 @@
 
 The same layout on a local path and under an object-store prefix: :class:`Layout` names the
 paths (or URIs) and lists versions through its ``files`` backend (:mod:`factory.store.local_files`
-or :mod:`factory.store.object_files`). The local file primitives below (``write_atomic``,
-``create_exclusive``) are the local backend's building blocks and the factory's atomic writes.
+or :mod:`factory.store.object_files`). ``create_exclusive`` below is the local backend's
+create-once primitive; its replace-in-place is :func:`factory.atomic.write_atomic`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
+
+from factory.atomic import fsync_dir, write_temp
 
 VERSION = re.compile(r"^v(\d{6,})$")
 MANIFEST = "_manifest.json"
@@ -116,44 +117,13 @@ class Layout:
         return sorted((n for n in self.files.names(directory) if VERSION.match(n)), key=version_number)
 
 
-def fsync_dir(path: str) -> None:
-    """Make a rename/creation inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: str, data: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new content, never a part."""
-    directory = os.path.dirname(path)
-    tmp = _write_temp(directory, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
 def create_exclusive(path: str, data: bytes) -> bool:
     """Create ``path`` with ``data`` only if it does not exist; True if this call created it.
 
     ``os.link`` of a complete temp file is atomic and fails with EEXIST when the target exists,
     so the winner's file is never seen empty or half-written (unlike O_EXCL then write)."""
     directory = os.path.dirname(path)
-    tmp = _write_temp(directory, data)
+    tmp = write_temp(directory, data)
     try:
         os.link(tmp, path)
     except FileExistsError:

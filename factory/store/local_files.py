@@ -21,7 +21,8 @@ import os
 import shutil
 
 from factory.store.errors import StoreError
-from factory.store.layout import CHUNK, MANIFEST, create_exclusive, fsync_dir, write_atomic
+from factory.atomic import fsync_dir, write_atomic
+from factory.store.layout import CHUNK, MANIFEST, create_exclusive
 
 
 class LocalFiles:
