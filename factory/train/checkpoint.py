@@ -21,6 +21,8 @@ import os
 import shutil
 from pathlib import Path
 
+from factory.atomic import write_atomic
+
 LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
 CARD = "training_card.json"
@@ -34,8 +36,6 @@ def checkpoint_name(step: int) -> str:
 
 def write_json_atomic(path: Path, data) -> None:
     """Write ``data`` as JSON to ``path`` via a temp file and rename."""
-    from factory.store.layout import write_atomic
-
     write_atomic(str(path), json.dumps(data, indent=2, sort_keys=True).encode())
 
 
@@ -81,10 +81,7 @@ def publish_hf_checkpoint(out_dir: str, step: int, model, tokenizer, state_dict,
 
 def mark_latest(out_dir: str, step: int) -> None:
     """Point ``checkpoints/latest`` at step ``step``'s checkpoint (atomic replace)."""
-    marker = Path(out_dir) / "checkpoints" / LATEST
-    tmp = marker.with_name(f".{LATEST}.tmp")
-    tmp.write_text(checkpoint_name(step) + "\n")
-    os.replace(tmp, marker)
+    write_atomic(str(Path(out_dir) / "checkpoints" / LATEST), (checkpoint_name(step) + "\n").encode())
 
 
 def render_readme(card: dict) -> str:
