@@ -16,7 +16,8 @@ Inputs, all read from the snapshot directory:
 Sections: overview, the pipeline (every stage the same way, in pipeline order), drops by reason, reward
 and response-length distributions (kept vs dropped), per-prompt pass rate, one section per stage that
 provides a view, timing, student vs teacher (rendered from :mod:`factory.eval_fields`, like the CLI
-summary), training, lineage. A section whose inputs are absent says "not run" instead of failing.
+summary), training (the run's ``metrics.json`` curves when its ``metrics_path`` is readable), lineage.
+A section whose inputs are absent says "not run" instead of failing.
 Not covered: comparing snapshots, or anything needing network access (the HTML embeds its PNG charts).
 """
 
@@ -71,7 +72,7 @@ def build_report(snapshot, out_path: str | None = None) -> str:
         *[_section(f"Stage: {stage['name']}", _view(stage["view"])) for stage in stages if stage.get("view")],
         _section("Timing", _timings(stages, info.get("phases"))),
         _section("Student vs teacher", _evaluation(info.get("eval"))),
-        _section("Training", _key_values(info.get("train"))),
+        _section("Training", _training(info.get("train"))),
         _section("Lineage", _lineage(info.get("lineage"))),
     ])
     title = f"distill-factory report: {info.get('dataset', '')} {info.get('version', '')}".strip()
@@ -235,6 +236,21 @@ def _evaluation(results: dict | None) -> str:
     if missing:
         parts.append(_not_run(f"not run: {', '.join(MODEL_LABELS[m] for m in missing)}"))
     return "\n".join(parts)
+
+
+def _training(train: dict | None) -> str:
+    """The run's ``metrics.json`` (named by the summary's ``metrics_path``) rendered by
+    :func:`factory.train.report.training_section_html`, then the summary's scalar entries; the summary
+    alone when that file is not readable here (another machine's run directory, or removed)."""
+    scalars = {k: v for k, v in (train or {}).items() if not isinstance(v, (list, dict))}
+    try:
+        with open(scalars["metrics_path"], encoding="utf-8") as handle:
+            metrics = json.load(handle)
+    except (KeyError, TypeError, OSError, ValueError):  # no path, unreadable or not JSON
+        return _key_values(scalars)
+    from factory.train.report import training_section_html
+
+    return training_section_html(metrics) + "<h3>Run summary</h3>" + _key_values(scalars)
 
 
 def _key_values(mapping: dict | None) -> str:

@@ -3,6 +3,8 @@
 Contract: every function returns one self-contained ``<img src="data:image/png;base64,...">`` string
 (nothing is written to disk, no network access) with an ``alt`` text naming the chart. Callers pass
 plain Python lists; empty inputs are the caller's job (the report shows "not run" instead of a chart).
+Charts: overlaid :func:`histogram`, :func:`bars`, and :func:`lines` (a per-step curve, shared by the
+training and RL sections).
 matplotlib is imported inside the functions so ``import factory.report`` stays light.
 """
 
@@ -73,3 +75,20 @@ def bars(labels: list[str], values: list[float], title: str, xlabel: str, horizo
     ax.set_title(title)
     return _to_img(fig, title)
 
+
+
+def lines(values: list[float | None], title: str, xlabel: str, ylabel: str, x: list[float] | None = None,
+          log_scale: bool = False) -> str:
+    """One line over ``x`` (default 1, 2, ...: a per-step curve); a None value (a step that logged
+    nothing) is left out. ``log_scale`` applies when every value drawn is positive."""
+    plt = _pyplot()
+    points = [(at, v) for at, v in zip(x or range(1, len(values) + 1), values, strict=True) if v is not None]
+    fig, ax = plt.subplots(figsize=(7, 3.0))
+    ax.plot([at for at, _ in points], [v for _, v in points], color=FALLBACK_COLORS[0], linewidth=1.2)
+    if log_scale and points and min(v for _, v in points) > 0:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return _to_img(fig, title)

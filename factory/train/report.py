@@ -3,10 +3,11 @@
 Contract: :func:`training_section_html` returns one HTML fragment: a table of the run's figures
 (steps, tokens/s, MFU, peak memory per worker, samples trained and dropped as overlong), the loss,
 learning-rate and gradient-norm curves per optimizer step, and the length distribution of the
-samples dropped for exceeding ``max_seq_len``. Charts follow :mod:`factory.report_plots`' contract
-(self-contained inline PNG ``<img>`` tags, matplotlib Agg, nothing written to disk). A metrics dict
-without curves (a run that took no step) gets the table only. Not covered: placing the fragment in
-the page (``factory.report`` does).
+samples dropped for exceeding ``max_seq_len``. Charts are :mod:`factory.report_plots`' (self-contained
+inline PNG ``<img>`` tags, matplotlib Agg, nothing written to disk); a step without a gradient norm is
+left out of its curve. Only reads the dict: a missing key is a missing figure ("—"), curve or
+chart, never an error (a run that took no step gets the table only). Not covered: placing the
+fragment in the page (``factory.report`` does).
 """
 
 from __future__ import annotations
@@ -16,19 +17,7 @@ import html
 from factory import report_plots as plots
 
 GIB = 2**30
-
-
-def _line_chart(values: list[float], title: str, ylabel: str, log_scale: bool = False) -> str:
-    plt = plots._pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.0))
-    ax.plot(range(1, len(values) + 1), values, color=plots.FALLBACK_COLORS[0], linewidth=1.2)
-    if log_scale and min(values) > 0:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    return plots._to_img(fig, title)
+STEP = "optimizer step"
 
 
 def _figure(value, fmt: str, missing: str) -> str:
@@ -54,6 +43,8 @@ def _overlong_chart(data: dict) -> str:
     histogram = data.get("overlong_lengths") or {}
     if not data.get("overlong_samples"):
         return f"<p>No sample was longer than max_seq_len ({data.get('max_seq_len', '?')} tokens).</p>"
+    if not {"edges", "counts", "p50", "p90", "max"} <= set(histogram):
+        return f"<p>{data['overlong_samples']:,} samples were dropped as longer than max_seq_len.</p>"
     edges, counts = histogram["edges"], histogram["counts"]
     labels = [f"{lo + 1:,}–{hi:,}" for lo, hi in zip(edges, edges[1:])] + [f"> {edges[-1]:,}"]
     title = (f"Dropped as too long: {data['overlong_samples']:,} samples "
@@ -65,11 +56,12 @@ def training_section_html(metrics: dict) -> str:
     """HTML for the report's training section (see module contract)."""
     parts = [_figures_table(metrics)]
     if metrics.get("loss_curve"):
-        parts.append(_line_chart(metrics["loss_curve"], "Training loss per optimizer step", "mean token loss", log_scale=True))
+        parts.append(plots.lines(metrics["loss_curve"], "Training loss per optimizer step", STEP, "mean token loss",
+                                 log_scale=True))
     if metrics.get("lr_curve"):
-        parts.append(_line_chart(metrics["lr_curve"], "Learning rate per optimizer step", "learning rate"))
+        parts.append(plots.lines(metrics["lr_curve"], "Learning rate per optimizer step", STEP, "learning rate"))
     if metrics.get("grad_norm_curve"):
-        parts.append(_line_chart(metrics["grad_norm_curve"], "Gradient norm (before clipping) per optimizer step",
+        parts.append(plots.lines(metrics["grad_norm_curve"], "Gradient norm (before clipping) per optimizer step", STEP,
                                  "global grad norm", log_scale=True))
     parts.append(_overlong_chart(metrics.get("data") or {}))
     return "\n".join(parts)

@@ -1,6 +1,9 @@
-"""The report's training section: figures table, loss/LR/grad-norm curves and the overlong lengths."""
+"""The report's training section: figures table, loss/LR/grad-norm curves and the overlong lengths,
+and factory.report placing it from the run summary's metrics_path."""
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -35,3 +38,33 @@ def test_run_without_overlong_samples_says_so_instead_of_an_empty_chart():
     data = dict(METRICS["data"], overlong_samples=0, overlong_lengths=overlong_summary(np.array([5]), 100))
     html = training_section_html(dict(METRICS, data=data))
     assert "No sample was longer than max_seq_len (100 tokens)" in html and len(_charts(html)) == 3
+
+
+def test_gradient_norm_steps_without_a_value_are_left_out_of_the_curve():
+    html = training_section_html(dict(METRICS, grad_norm_curve=[None, 2.0, 1.0]))
+    assert _charts(html)[2].startswith("Gradient norm")
+
+
+def _training_section(tmp_path, train: dict) -> str:
+    """The Training section of the report of an empty committed snapshot whose run summary has ``train``."""
+    from factory.report import build_report
+    from factory.schema import DATASET_SCHEMA
+    from factory.store import SnapshotStore
+
+    snapshot = SnapshotStore(str(tmp_path / "store"), "demo").begin(schema=DATASET_SCHEMA).commit({"run": "demo"})
+    snapshot.write_file("run_summary.json", json.dumps({"train": train}).encode())
+    page = Path(build_report(snapshot)).read_text()
+    return dict(re.findall(r"<h2>([^<]+)</h2>\n(.*?)\n</section>", page, flags=re.S))["Training"]
+
+
+def test_report_training_section_draws_the_runs_metrics_file(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps(METRICS, default=int))
+    section = _training_section(tmp_path, {"steps": 3, "final_loss": 1.2, "metrics_path": str(tmp_path / "metrics.json"),
+                                           "lr_curve": METRICS["lr_curve"]})
+    assert [c.split(" ")[0] for c in _charts(section)] == ["Training", "Learning", "Gradient", "Dropped"]
+    assert "final_loss" in section and "lr_curve" not in section  # the summary's scalars, not its lists
+
+
+def test_report_training_section_falls_back_to_the_summary_without_the_metrics_file(tmp_path):
+    section = _training_section(tmp_path, {"steps": 3, "final_loss": 1.2, "metrics_path": str(tmp_path / "gone.json")})
+    assert "final_loss" in section and not _charts(section)
