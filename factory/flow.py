@@ -43,7 +43,7 @@ from factory.stages.dedup import Dedup
 from factory.stages.filter.infra import FailedUpstream
 from factory.stages.filter.quality import Quality
 from factory.stages.filter.rejection import Rejection
-from factory.stages.generate import Generate
+from factory.stages.generate import AdaptiveGenerate, Generate
 from factory.stages.ingest import ingest
 from factory.stages.reward import Reward
 from factory.stages.verify import VerifyStage, check_code_sandbox
@@ -53,8 +53,9 @@ log = logging.getLogger("factory")
 
 PROMPT_STAGES = [DecontaminatePrompts]
 """Stages over prompt rows, before any teacher compute."""
-GENERATION = [Generate]
-"""Prompts → teacher samples: the expensive part, checkpointed and never redone for a carried prompt."""
+GENERATION = [Generate, AdaptiveGenerate]
+"""Prompts → teacher samples: the expensive part, checkpointed and never redone for a carried prompt;
+exactly one is enabled (``generation.adaptive.mode``: fixed | adaptive)."""
 SCORING_STAGES = [VerifyStage, Reward, FailedUpstream, Quality, Rejection, Dedup, DecontaminateSamples]
 """Samples → scored, filtered, deduplicated samples, in order (cheap: a refresh re-runs them on carried
 rows when their configuration changed)."""

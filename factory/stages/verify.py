@@ -303,6 +303,10 @@ class VerifyStage(Stage):
     requires = INPUT_COLUMNS
     adds = tuple(field.name for field in OUTPUT_FIELDS)
 
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return not cfg.generation.adaptive_mode  # adaptive sampling verified every sample inside its loop
+
     def apply(self, ds) -> StageOutput:
         import ray
 

@@ -6,7 +6,9 @@
 - ``pass_rate`` on every row: correct / (correct + wrong + no_answer) over all the prompt's samples,
   including rows already dropped by quality filters (a truncated trace is still a teacher failure).
   Samples whose verdict is ``error``, ``timeout`` or null are left out of the denominator (they are
-  dropped and counted as ``infra:verify_*`` upstream); ``null`` when no sample has a verdict.
+  dropped and counted as ``infra:verify_*`` upstream); ``null`` when no sample has a verdict. Rows
+  of adaptive sampling carry the prompt's unbiased ``pass_rate_estimate`` (the share correct is
+  biased under early stopping: k/N at the k-th success), which is used instead.
 - ``drop_reason``/``drop_stage = "rejection"`` on still-kept rows by these policies, in order:
   1. pass-rate band: ``pass_rate_below_min`` / ``pass_rate_above_max`` (or ``pass_rate_unknown``)
      drop prompts the teacher (almost) never or always solves;
@@ -111,7 +113,8 @@ def reject_group(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
     rewards = values(table, "reward")
     tokens = values(table, "completion_tokens")
     indices = table.column("sample_index").to_pylist()
-    rate = pass_rate(verdicts)
+    estimates = {v for v in values(table, "pass_rate_estimate") if v is not None}
+    rate = estimates.pop() if len(estimates) == 1 else pass_rate(verdicts)
     reasons: list[str | None] = [None] * table.num_rows
     alive = [i for i, dropped in enumerate(values(table, "drop_reason")) if dropped is None]
 
