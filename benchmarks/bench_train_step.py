@@ -33,6 +33,8 @@ def write_data(directory: Path, tokenizer_path: str, n: int) -> list[str]:
         rows.append({"prompt_id": f"p{i}", "task": "math", "prompt": user, "source": "bench", "source_row": i + 1,
                      "sample_index": 0, "sample_id": f"p{i}:b:0", "gen_key": "b", "gen_status": "ok",
                      "prompt_text": tiny.chat_prompt(tokenizer, user), "completion": synthetic.completion_for(problem["prompt"]),
+                     "messages": [{"role": "user", "content": user},
+                                  {"role": "assistant", "content": "<think>\n" + synthetic.completion_for(problem["prompt"])}],
                      "pass_rate": rng.random()})
     path = directory / "part-00000.parquet"
     pq.write_table(conform(pa.Table.from_pylist(rows), DATASET_SCHEMA), path)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
         metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
         torch.set_num_threads(1)
-        plain = replay(cfg, student, plan, encode_files(files, student, cfg.max_seq_len))
+        plain = replay(cfg, student, plan, encode_files(files, student))
     ours_tps = ours.tokens_per_s
     plain_tps = plain.tokens_per_s
     print(json.dumps({"steps": ours.steps, "ours_tokens_per_s": round(ours_tps, 1), "plain_torch_tokens_per_s": round(plain_tps, 1),

@@ -68,7 +68,9 @@ def replay(cfg: TrainConfig, model_path: str, plan: DataPlan, encoded: dict[str,
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, plan.total_steps, cfg.warmup_ratio, cfg.schedule, cfg.min_lr_ratio))
     sequences = [[encoded[sid] for sid in seq] for seq in plan.sequences()]
-    pad_id, one_row = load_tokenizer(model_path).pad_token_id or 0, one_row_for(cfg.attn_implementation)
+    tokenizer = load_tokenizer(model_path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    one_row = one_row_for(cfg.attn_implementation)
     per_step, micro = plan.sequences_per_step, cfg.micro_batch_size
     losses, norms, tokens, train_s = [], [], 0, 0.0
     for step in range(min(steps or plan.total_steps, plan.total_steps)):

@@ -115,8 +115,10 @@ def _measure(files: list[str], model_path: str, eos_token: str | None, filesyste
     ds.context.enable_progress_bars = False
     ds = ds.map_batches(_lengths_batch, fn_kwargs={"tokenizer_path": model_path, "eos_token": eos_token},
                         batch_format="pyarrow", batch_size=512)
-    tables = ray.get(ds.to_arrow_refs())
-    return pa.concat_tables(tables).sort_by("sample_id") if tables else pa.table({})
+    from factory.rows import collect
+
+    table = collect(ds)
+    return table.sort_by("sample_id") if table.num_rows else table
 
 
 ROWS_PER_SORT_PARTITION = 50_000
@@ -149,10 +151,7 @@ def _fingerprint(measured: pa.Table) -> str:
 
 
 def _card(cfg: TrainConfig, plan: DataPlan, measured: pa.Table, files: list[str], snapshot_version: str | None) -> dict:
-    import deepspeed
-    import ray
-    import torch
-    import transformers
+    from importlib.metadata import version
 
     from factory import __version__
 
@@ -166,8 +165,8 @@ def _card(cfg: TrainConfig, plan: DataPlan, measured: pa.Table, files: list[str]
                  "max_seq_len": cfg.max_seq_len, "overlong_samples": overlong["count"], "overlong_lengths": overlong,
                  "partial_batch_dropped_samples": plan.dropped_samples},
         "config": cfg.model_dump(mode="json"),
-        "versions": {"distill_factory": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "deepspeed": deepspeed.__version__, "ray": ray.__version__},
+        "versions": {"distill_factory": __version__,  # package metadata: importing deepspeed here costs seconds
+                     **{name: version(name) for name in ("torch", "transformers", "deepspeed", "ray")}},
     }
 
 
