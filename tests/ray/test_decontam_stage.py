@@ -9,7 +9,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.stages.decontam import DecontamConfig, DecontaminatePrompts, DecontaminateSamples, EvalSet
 
@@ -89,3 +89,36 @@ def test_missing_benchmark_file_is_an_error_naming_it(ray_local, tmp_path):
     cfg = DecontamConfig(benchmarks=(EvalSet(name="gone", path=str(tmp_path / "missing.jsonl")),))
     with pytest.raises(FileNotFoundError, match="gone"):
         run_small([DecontaminatePrompts], make_config(decontam=cfg), pa.table({"prompt_id": ["a"], "prompt": ["b"]}))
+
+
+PLANTED = {"verbatim": 4, "reworded": 8}
+
+
+def test_held_out_problems_planted_in_the_training_prompts_are_dropped_and_nothing_else(ray_local):
+    """The demo's setting: short synthetic problems of its own held-out set, verbatim and reworded,
+    among 1,000 training problems (no benchmark file: it runs anywhere)."""
+    from factory.stages.ingest import PromptsConfig, ingest
+
+    heldout = {"name": "synthetic-heldout", "kind": "synthetic", "synthetic_n": 200, "synthetic_split": "heldout",
+               "synthetic_seed": 1}
+    sources = [{"name": "train", "kind": "synthetic", "synthetic_n": 1000, "synthetic_seed": 0},
+               {**heldout, "name": "verbatim", "synthetic_n": PLANTED["verbatim"]},
+               {**heldout, "name": "reworded", "synthetic_n": PLANTED["reworded"], "synthetic_reword": True}]
+    cfg = make_config(prompts={"sources": sources}, eval={"heldout": [heldout]}, decontam={"benchmarks": []})
+    prompts = ingest(cfg.prompts).table
+    table, [record] = run_small([DecontaminatePrompts], cfg, prompts)
+    dropped = {row["source"] for row in table.to_pylist() if row["drop_reason"]}
+    assert dropped == {"verbatim", "reworded"}
+    assert record.drops == {"contaminated:synthetic-heldout": sum(PLANTED.values())}
+    assert record.stats["synthetic-heldout"]["short_entries"] == 200
+
+
+def test_held_out_sets_are_left_alone_when_include_heldout_is_off(ray_local):
+    heldout = {"name": "synthetic-heldout", "kind": "synthetic", "synthetic_n": 20, "synthetic_split": "heldout",
+               "synthetic_seed": 1}
+    cfg = make_config(eval={"heldout": [heldout]}, decontam={"benchmarks": [], "include_heldout": False},
+                      prompts={"sources": [{**heldout, "name": "planted"}]})
+    from factory.stages.ingest import ingest
+
+    table, [record] = run_small([DecontaminatePrompts], cfg, ingest(cfg.prompts).table)
+    assert record.drops == {} and table["drop_reason"].null_count == table.num_rows
