@@ -41,6 +41,7 @@ from factory.schema import DATASET_SCHEMA, PROMPT_FIELDS
 from factory.stages.decontam import DecontaminatePrompts, DecontaminateSamples
 from factory.stages.dedup import Dedup
 from factory.stages.filter.infra import FailedUpstream
+from factory.stages.filter.language import Language
 from factory.stages.filter.quality import Quality
 from factory.stages.filter.rejection import Rejection
 from factory.stages.generate import AdaptiveGenerate, Generate
@@ -56,7 +57,7 @@ PROMPT_STAGES = [DecontaminatePrompts]
 GENERATION = [Generate, AdaptiveGenerate]
 """Prompts → teacher samples: the expensive part, checkpointed and never redone for a carried prompt;
 exactly one is enabled (``generation.adaptive.mode``: fixed | adaptive)."""
-SCORING_STAGES = [VerifyStage, Reward, FailedUpstream, Quality, Rejection, Dedup, DecontaminateSamples]
+SCORING_STAGES = [VerifyStage, Reward, FailedUpstream, Quality, Language, Rejection, Dedup, DecontaminateSamples]
 """Samples → scored, filtered, deduplicated samples, in order (cheap: a refresh re-runs them on carried
 rows when their configuration changed)."""
 PROMPT_COLUMNS = {field.name for field in PROMPT_FIELDS}

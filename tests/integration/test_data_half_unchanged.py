@@ -38,7 +38,7 @@ GOLDEN = {
         "dedup:dup_near_response": 9,
         "prompts:decontam_prompts:contaminated:planted-eval": 4,
         "quality:bad_think_format": 17,
-        "quality:language_mixing": 17,
+        "language:language_mixing": 17,
         "quality:missing_answer": 9,
         "quality:truncated": 37,
         "quality:unclosed_think": 2,
@@ -67,9 +67,16 @@ def _config(tmp: Path, tokenizer_dir: Path) -> dict:
     }
 
 
+MOVED_CHECKS = {"language": "quality"}
+"""Checks that became stages of their own after the digests were taken: the language-mixing check left the
+quality stage (same rows, same reason, the new stage's name in ``drop_stage``)."""
+
+
 def _digest(table: pa.Table) -> str:
     table = table.select([c for c in COLUMNS if c in table.column_names])
-    rows = sorted(table.to_pylist(), key=lambda r: (r["prompt_id"], r["sample_index"]))
+    rows = [{**row, "drop_stage": MOVED_CHECKS.get(row["drop_stage"], row["drop_stage"])} if "drop_stage" in row else row
+            for row in table.to_pylist()]
+    rows = sorted(rows, key=lambda r: (r["prompt_id"], r["sample_index"]))
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -3,23 +3,19 @@
 Each check takes a row's values and returns a drop reason or ``None``. :class:`QualityFilter` runs,
 for each row whose ``drop_reason`` is still null (rows an upstream stage failed on were already
 dropped by :mod:`factory.stages.filter.infra`), the quality checks (``drop_stage = "quality"``),
-first reason wins, in this order: ``truncated``
-   (``finish_reason == "length"``), think format (:func:`factory.think.format_problem`:
-   ``unopened_think``, ``unclosed_think``, ``bad_think_format``, ``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
-   ``word_repetition`` / ``char_repetition``, ``language_mixing``.
+first reason wins, in this order: ``truncated`` (``finish_reason == "length"``), think format
+(:func:`factory.think.format_problem`: ``unopened_think``, ``unclosed_think``, ``bad_think_format``,
+``empty_reasoning``), ``missing_answer``, length bounds (``too_short`` / ``too_long``),
+``word_repetition`` / ``char_repetition``. Language mixing is its own stage
+(:mod:`factory.stages.filter.language`).
 
 Length outliers use fixed per-row bounds on ``completion_tokens``, not k MADs of the run: a row's
 fate then depends only on the row and the config, so partial reruns and incremental snapshots
-decide it the same way. Language mixing counts letters per Unicode script (from character names);
-letters of no listed script (mathematical alphanumerics, letter-like symbols) are ignored.
+decide it the same way.
 Not covered: semantic quality, answer correctness (verifiers), style.
 """
 
 from __future__ import annotations
-
-import re
-import unicodedata
-from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -30,18 +26,6 @@ from factory.rows import mark_drops, values
 from factory.sections import Section
 from factory.think import format_problem, split_completion
 
-KNOWN_SCRIPTS = frozenset(
-    {
-        "Latin", "Greek", "Cyrillic", "Armenian", "Hebrew", "Arabic", "Syriac", "Thaana", "Devanagari",
-        "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam", "Sinhala",
-        "Thai", "Lao", "Tibetan", "Myanmar", "Georgian", "Hangul", "Ethiopic", "Cherokee", "Khmer",
-        "Mongolian", "Hiragana", "Katakana", "Bopomofo", "Han",
-    }
-)  # fmt: skip
-"""Script names accepted in ``allowed_scripts`` (Unicode script names; CJK ideographs are ``Han``)."""
-
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_ASCII_NON_LETTERS = bytes(code for code in range(128) if not chr(code).isalpha())
 _HASH_BASE = np.uint64(0x100000001B3)
 
 
@@ -66,18 +50,6 @@ class QualityConfig(Section):
     """Character n-gram size; catches loops in text without spaces (CJK, formulas)."""
     max_repeated_char_ngram_share: float | None = 0.7
     """Drop when this share of character n-grams are repeats (set above the word check: prose reuses substrings)."""
-    allowed_scripts: tuple[str, ...] = ("Latin", "Greek")
-    """Scripts the traces should be written in; Greek is allowed for math symbols."""
-    max_foreign_script_share: float | None = 0.01
-    """R1-style language mixing: drop when this share of letters belong to other scripts."""
-
-    @field_validator("allowed_scripts")
-    @classmethod
-    def _known_scripts(cls, scripts: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(scripts) - KNOWN_SCRIPTS)
-        if unknown:
-            raise ValueError(f"allowed_scripts has unknown scripts {unknown}; known: {sorted(KNOWN_SCRIPTS)}")
-        return scripts
 
     @field_validator("word_ngram", "char_ngram")
     @classmethod
@@ -86,7 +58,7 @@ class QualityConfig(Section):
             raise ValueError(f"{info.field_name} must be > 0")
         return value
 
-    @field_validator("max_repeated_word_ngram_share", "max_repeated_char_ngram_share", "max_foreign_script_share")
+    @field_validator("max_repeated_word_ngram_share", "max_repeated_char_ngram_share")
     @classmethod
     def _share(cls, value: float | None, info) -> float | None:
         if value is not None and not 0.0 <= value <= 1.0:
@@ -137,43 +109,12 @@ def repeated_share(units: list[str] | str, n: int) -> float:
     return 1.0 - distinct / total
 
 
-@lru_cache(maxsize=1 << 16)
-def script_of(char: str) -> str | None:
-    """Unicode script of a letter from its character name (``Han`` for CJK ideographs), or ``None``
-    for non-letters and letters of no script in :data:`KNOWN_SCRIPTS`."""
-    if not char.isalpha():
-        return None
-    if char.isascii():
-        return "Latin"
-    words = unicodedata.name(char, "").split(" ")
-    if words[0] in ("FULLWIDTH", "HALFWIDTH") and len(words) > 1:
-        words = words[1:]
-    script = "Han" if words[0] == "CJK" else words[0].capitalize()
-    return script if script in KNOWN_SCRIPTS else None
-
-
-def foreign_script_share(text: str, allowed: frozenset[str]) -> float:
-    """Share of ``text``'s script letters whose script is not in ``allowed`` (0 without letters)."""
-    ascii_letters = len(text.encode("ascii", "ignore").translate(None, _ASCII_NON_LETTERS))
-    foreign = 0
-    counted = ascii_letters
-    for char in () if text.isascii() else _NON_ASCII.findall(text):
-        script = script_of(char)
-        if script is not None:
-            counted += 1
-            foreign += script not in allowed
-    if "Latin" not in allowed:
-        foreign += ascii_letters
-    return foreign / counted if counted else 0.0
-
-
 class QualityFilter:
     """Callable for ``map_batches(batch_format="pyarrow")``: marks quality drops (see the module
     docstring); one row out per row in, no row removed."""
 
     def __init__(self, cfg: QualityConfig, think_prefilled: bool = True):
         self.cfg = cfg
-        self.allowed = frozenset(cfg.allowed_scripts)
         self.think_prefilled = think_prefilled
 
     def quality_reason(self, completion: str, finish_reason, completion_tokens) -> str | None:
@@ -194,9 +135,6 @@ class QualityFilter:
         share = cfg.max_repeated_char_ngram_share
         if share is not None and repeated_share(completion, cfg.char_ngram) > share:
             return "char_repetition"
-        share = cfg.max_foreign_script_share
-        if share is not None and foreign_script_share(completion, self.allowed) > share:
-            return "language_mixing"
         return None
 
     def __call__(self, table: pa.Table) -> pa.Table:
