@@ -46,7 +46,7 @@ test: install sysdeps
 	if [ $$rc -eq 5 ]; then echo "make test: no isolated tests collected" >&2; exit 1; fi; exit $$rc
 
 test-all: install sysdeps
-	$(BIN)/pytest -m "not gpu and not isolated" $(PYTEST_ARGS) && $(BIN)/pytest -m isolated $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not isolated" $(PYTEST_ARGS) && $(BIN)/pytest -m isolated $(PYTEST_ARGS)
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
