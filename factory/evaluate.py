@@ -349,7 +349,9 @@ def _ratio(mine: float | None, theirs: float | None) -> float | None:
 
 def eval_command(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any]:
     """``factory eval``: evaluate in a Ray session of its own (or the job's cluster)."""
+    from factory.models import configured_models, prepare_tiny_models
     from factory.runtime import ray_session
 
+    prepare_tiny_models(configured_models(cfg))
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
         return evaluate_models(cfg, checkpoint)

@@ -87,10 +87,12 @@ def train_command(cfg: FactoryConfig, config_path: str, snapshot: str, *, submit
         job_id, new = submit("train", cfg, config_path, snap.version, address=address, extra_args=extra)
         print(json.dumps({"submission_id": job_id, "submitted": new}))
         return 0
+    from factory.models import prepare_tiny_models
     from factory.paths import run_dir
     from factory.runtime import ray_session
     from factory.train import run_training
 
+    prepare_tiny_models([cfg.train.student])
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
         result = run_training(cfg.train, snap.files, str(run_dir(cfg) / "train" / snap.version),
                               snapshot_version=snap.version, filesystem=snap.filesystem)

@@ -58,6 +58,31 @@ def resolve_model(name: str) -> str:
     return getattr(tiny.ensure(), which)
 
 
+def configured_models(cfg) -> list[str]:
+    """Every model name a factory config loads: teacher, reward model (when enabled), student."""
+    names = [cfg.generation.engine.model]
+    if cfg.reward.enabled:
+        names.append(cfg.reward.model)
+    if cfg.train is not None:
+        names.append(cfg.train.student)
+    return names
+
+
+def prepare_tiny_models(names: list[str]) -> None:
+    """Build the tiny kit here, on the driver, before any Ray worker asks for it, when one of ``names``
+    is a ``tiny:`` model and the kit is not built yet: the first run then shows the build's progress
+    instead of a Ray actor building it silently. A no-op otherwise."""
+    if not any(is_tiny(name) for name in names):
+        return
+    from factory import tiny
+
+    if not tiny.is_built():
+        from factory.console import say
+
+        say("building the tiny models (first run only; cached under $FACTORY_CACHE/tiny)")
+        tiny.ensure()
+
+
 def model_identity(name: str, revision: str | None = None) -> str:
     """What ``name`` (at ``revision``) loads, as a string (see the module docstring)."""
     path = Path(resolve_model(name))
