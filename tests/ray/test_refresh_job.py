@@ -67,7 +67,7 @@ def ray_head(tmp_path_factory):
     log.close()
 
 
-def _config(work: Path, prompts: Path, shared_data: Path) -> Path:
+def _config(work: Path, prompts: Path) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     cfg["run"] = {"name": "refresh-test", "work_dir": str(work / "runs"), "seed": 0}
     cfg["prompts"] = {"on_bad_row": "fail", "sources": [
@@ -77,8 +77,6 @@ def _config(work: Path, prompts: Path, shared_data: Path) -> Path:
     cfg["reward"] = {"enabled": False}
     cfg["filter"]["rejection"] = {"require_correct": False}
     cfg["store"]["root"] = str(work / "datasets")
-    for bench, rel in zip(cfg["decontam"]["benchmarks"], ("gsm8k/test.jsonl", "humaneval/HumanEval.jsonl.gz")):
-        bench["path"] = str(shared_data / rel)
     cfg.pop("train")
     cfg["eval"] = {"enabled": False}
     path = work / "refresh.yaml"
@@ -110,14 +108,14 @@ def _submit_and_wait(address: str, config: Path, slot: str) -> tuple[str, bool]:
 # Run in its own pytest process (`make test` does): with the suite's session Ray instance alive in the same
 # process, the new head's job agent did not come up within the wait.
 @pytest.mark.isolated
-def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, shared_data, tiny_models):
+def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, tiny_models):
     from factory import synthetic
     from factory.store import SnapshotStore
 
     problems = synthetic.make_problems(30, seed=5, split="train")
     prompts = tmp_path / "prompts.jsonl"
     _write_prompts(prompts, problems[:20])
-    config = _config(tmp_path, prompts, shared_data)
+    config = _config(tmp_path, prompts)
 
     first, new = _submit_and_wait(ray_head, config, "slot-1")
     assert new

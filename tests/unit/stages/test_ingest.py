@@ -95,8 +95,8 @@ def test_gsm8k_reference_is_the_text_after_hashes(shared_data):
     assert all(r.replace("-", "").replace(".", "").isdigit() for r in table.column("reference").to_pylist())
 
 
-def test_humaneval_gz_reads_tests_and_entry_point(shared_data):
-    src = PromptSource(name="he", kind="jsonl", path=str(shared_data / "humaneval" / "HumanEval.jsonl.gz"), task="code",
+def test_humaneval_gz_reads_tests_and_entry_point(humaneval_file):
+    src = PromptSource(name="he", kind="jsonl", path=str(humaneval_file), task="code",
                        id_field="task_id", tests_field="test", entry_point_field="entry_point")
     table = ingest(PromptsConfig(sources=[src])).table
     assert table.num_rows == 164

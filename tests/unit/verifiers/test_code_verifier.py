@@ -13,8 +13,8 @@ MUTANT_SAMPLE = 20
 
 
 @pytest.fixture(scope="module")
-def humaneval(shared_data):
-    with gzip.open(shared_data / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
+def humaneval(humaneval_file):
+    with gzip.open(humaneval_file, "rt") as handle:
         return [json.loads(line) for line in handle]
 
 
