@@ -4,8 +4,14 @@ publishes it atomically with its manifest.
 Contract: :class:`SnapshotSink` is a Ray Data datasink. Each write task splits its blocks into kept
 rows — written as the snapshot's data files (DATASET_SCHEMA, with the chat ``messages``, sorted by
 (prompt_id, sample_index) within each file: readers need no global order, so nothing sorts the
-dataset as a whole) — dropped rows (the ``dropped`` side table, SCORED_SCHEMA), and the kept rows'
-MinHash signatures (the ``signatures`` side table, for cross-snapshot dedup). File names derive from
+dataset as a whole) — dropped rows (the ``dropped`` side table, SCORED_SCHEMA), the kept rows'
+MinHash signatures (the ``signatures`` side table, for cross-snapshot dedup) and a few columns of
+every row (:data:`PROMPT_SAMPLE_COLUMNS`, into a scratch dir of the staging dir). From those,
+:func:`write_prompt_table` then builds the ``prompts`` side table — one row per prompt with its
+sample counts, pass-rate estimate, stop reason and difficulty
+(:func:`factory.stages.generate.policy.prompt_table`: the never-solved prompts, and the
+0 < pass rate < 1 ones RL tuning wants) — with a Ray groupby, and removes the scratch dir; it is
+staged like every side table, so it is published with the snapshot or not at all. File names derive from
 the write task's index and the block's position in it, so a retried task overwrites its own files
 and the store's finalize (which renames, counts and checksums every file) sees each row once. Nothing
 is gathered on the driver; the rows never pass through it. Local and object-storage roots alike
@@ -20,6 +26,12 @@ import pyarrow as pa
 
 from factory.schema import SCORED_SCHEMA, conform
 
+PROMPT_SAMPLE_COLUMNS = ("prompt_id", "task", "source", "sample_index", "sample_round", "verdict", "gen_status",
+                         "completion_tokens")
+"""What the ``prompts`` side table is built from, for every row the sink takes (kept or dropped)."""
+PROMPT_SCRATCH = "scratch-prompt-samples"
+"""Scratch dir (in the staging dir, outside its incoming files) of those rows; removed before the commit."""
+
 
 @dataclass(frozen=True)
 class SinkTargets:
@@ -31,6 +43,8 @@ class SinkTargets:
     """Arrow path of the ``dropped`` side table's directory; None: dropped rows are not kept."""
     signatures: str
     """Arrow path of the ``signatures`` side table's directory."""
+    prompt_samples: str
+    """Arrow path of the scratch dir of :data:`PROMPT_SAMPLE_COLUMNS` rows."""
     filesystem: object
     """pyarrow filesystem of the paths (None: local)."""
     parquet: dict
@@ -42,8 +56,14 @@ def sink_targets(staged, keep_dropped: bool) -> SinkTargets:
     path = staged.files.arrow_path
     return SinkTargets(data=path(staged.data_dir),
                        dropped=path(staged.side_dir("dropped")) if keep_dropped else None,
-                       signatures=path(staged.side_dir("signatures")), filesystem=staged.filesystem,
-                       parquet=staged.store.options.parquet_kwargs())
+                       signatures=path(staged.side_dir("signatures")), prompt_samples=path(_scratch_dir(staged)),
+                       filesystem=staged.filesystem, parquet=staged.store.options.parquet_kwargs())
+
+
+def _scratch_dir(staged) -> str:
+    directory = staged.files.join(staged.path, PROMPT_SCRATCH)
+    staged.files.ensure_dirs(directory)
+    return directory
 
 
 def scored_rows(table: pa.Table) -> pa.Table:
@@ -89,6 +109,8 @@ def _datasink_class():
                     put(targets.data, name, _sorted(to_dataset_rows(kept, self.prompting)))
                     params = self.dedup.signature_params()
                     put(targets.signatures, name, with_params(side_rows(kept, params), params))
+                if table.num_rows:
+                    put(targets.prompt_samples, name, table.select(list(PROMPT_SAMPLE_COLUMNS)))
                 dropped = dropped_rows(table)
                 if dropped.num_rows and targets.dropped is not None:
                     put(targets.dropped, name, _sorted(dropped))
@@ -108,3 +130,19 @@ def snapshot_sink(staged, cfg):
     """A :class:`SnapshotSink` into ``staged`` for a run configured by ``cfg`` (a FactoryConfig)."""
     return _datasink_class()(sink_targets(staged, cfg.store.keep_dropped_side_table), cfg.generation.prompting,
                              cfg.dedup)
+
+
+def write_prompt_table(staged, cfg, sink) -> None:
+    """After ``sink`` (:func:`snapshot_sink`) has written every row into ``staged``: the ``prompts``
+    side table from its scratch rows (module docstring), then the scratch dir removed."""
+    import ray
+
+    from factory.stages.generate.policy import prompt_table
+
+    scratch = _scratch_dir(staged)
+    if sink.counts["kept"] + sink.counts["dropped"]:
+        rows = ray.data.read_parquet(scratch, filesystem=staged.filesystem)
+        table = rows.groupby("prompt_id").map_groups(prompt_table, fn_kwargs={"adaptive": cfg.generation.adaptive},
+                                                     batch_format="pyarrow")
+        table.write_parquet(staged.side_dir("prompts"), **staged.ray_write_kwargs())
+    staged.files.remove_tree(scratch)

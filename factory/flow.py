@@ -10,8 +10,9 @@
 4. the sample-side stages (:data:`SAMPLE_STAGES`): teacher samples, verdicts, rewards, filters,
    dedup, response decontamination — one streaming Ray Data pipeline (stage protocol:
    :mod:`factory.pipeline`);
-5. commit: kept rows as a versioned Parquet snapshot, dropped rows and MinHash signatures as side
-   tables, and a manifest with every stage's counts, drops, timings and stats, atomically;
+5. commit: kept rows as a versioned Parquet snapshot, dropped rows, MinHash signatures and per-prompt
+   estimates (``prompts``) as side tables, and a manifest with every stage's counts, drops, timings and
+   stats, atomically;
 6. student SFT on the committed files, held-out evaluation of teacher and student, the report.
 
 Contract: config and prompts are validated before Ray starts. Generation checkpoints under the run
@@ -28,9 +29,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from factory.commit import scored_rows, snapshot_sink
+from factory.commit import scored_rows, snapshot_sink, write_prompt_table
 from factory.config import FactoryConfig, config_hash
 from factory.console import say
+from factory.models import configured_models, prepare_tiny_models
 from factory.paths import MANIFEST, REPORT, RUN_SUMMARY, run_dir
 from factory.pipeline import Pipeline, RunContext, StageRecord, new_meter
 from factory.reuse import plan_reuse
@@ -140,6 +142,7 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
                         progress=run.extras.get("progress")):
             rows.write_datasink(sink)  # one streaming pass: the stages, then data files and side tables
         ended(generation.records() + scoring.records())
+        write_prompt_table(staged, cfg, sink)  # per-prompt estimates, from every row the sink took
         commit = {"name": "commit", "rows_in": sink.counts["kept"] + sink.counts["dropped"],
                   "rows_out": sink.counts["kept"], "wall_s": round(time.perf_counter() - started, 3)}
         ingest_record = StageRecord(name="ingest", section="prompts", barrier=None, requires=[],
@@ -204,6 +207,7 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
     problems, _ = check_paths(cfg)
     if problems:  # before Ray starts: a missing file should not cost a cluster's start-up
         raise ConfigError("config names files that do not exist:\n  " + "\n  ".join(problems))
+    prepare_tiny_models(configured_models(cfg))
     phases: dict[str, float] = {}
     parent = SnapshotStore.from_config(cfg.store).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
@@ -240,7 +244,8 @@ def _train_summary(result) -> dict | None:
     if result is None:
         return None
     data = asdict(result)
-    data.pop("loss_curve", None)
+    for curve in ("loss_curve", "lr_curve", "grad_norm_curve"):  # per-step lists: the metrics file has them
+        data.pop(curve, None)
     return data
 
 
