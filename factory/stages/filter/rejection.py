@@ -157,6 +157,8 @@ class Rejection(Stage):
     barrier = "a prompt's samples are judged together: groupby(prompt_id) is a Ray shuffle"
 
     def apply(self, ds) -> StageOutput:
-        grouped = ds.groupby("prompt_id").map_groups(self.metered(reject_group), fn_kwargs={"cfg": self.config},
+        from factory.runtime import groupby_partitions
+
+        grouped = ds.groupby("prompt_id", num_partitions=groupby_partitions()).map_groups(self.metered(reject_group), fn_kwargs={"cfg": self.config},
                                                      batch_format="pyarrow")
         return StageOutput(grouped)
