@@ -39,7 +39,7 @@ def _distill(args, incremental: bool) -> int:
     summary; everything else goes to the run's log file (``--verbose`` shows it too). A failure prints
     one error line and the log's path, and exits 1."""
     from factory.config import ConfigError
-    from factory.console import capture, say
+    from factory.console import capture, error_summary, say
     from factory.flow import run_distill
     from factory.stages.ingest import PromptValidationError
     from factory.paths import run_log
@@ -54,7 +54,7 @@ def _distill(args, incremental: bool) -> int:
             raise  # a bad config or prompt file: main prints it, exit code 2
         except Exception as error:
             logging.getLogger("factory").exception("%s failed", args.command)
-            say(f"error: {type(error).__name__}: {error}")
+            say(f"error: {error_summary(error)}")
             say(f"the run failed; the full log with the traceback: {log_path}")
             return 1
         for line in render(summary, log_path):

@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 import threading
 from typing import Iterator, TextIO
@@ -37,6 +38,33 @@ def say(message: str) -> None:
         console.flush()
         log.write(message + "\n")
         log.flush()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"^(\w+(?:Error|Exception|Exit)): (.+)$", re.MULTILINE)
+
+
+def error_summary(error: BaseException) -> str:
+    """One line saying what failed, for the console: the innermost error named in a chain or in a
+    Ray-wrapped failure (whose text embeds the remote traceback; the run log keeps all of it), as
+    ``Outer: Inner: message``."""
+    chain, seen = [], set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        cause = getattr(current, "cause", None)  # RayTaskError and kin
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    name, message = type(chain[-1]).__name__, ""
+    for link in chain:
+        text = _ANSI.sub("", str(link)).strip()
+        found = _ERROR_LINE.findall(text)
+        if found:
+            name, message = found[-1]
+        elif text and not message:
+            name, message = type(link).__name__, text.splitlines()[0]
+    outer = type(error).__name__
+    return f"{outer}: {name}: {message}" if outer != name else f"{name}: {message}"
 
 
 def progress(logger: logging.Logger, message: str, *args) -> None:
