@@ -212,8 +212,12 @@ def job_main(command: str, argv: list[str] | None = None) -> int:
     """Entry for ``pipelines/*.py``: ``--config FILE [--set k=v]... [other flags of the command]``,
     so ``ray job submit -- python pipelines/X.py --config C`` runs what ``factory COMMAND C`` runs."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: python pipelines/<job>.py --config CONFIG [--set k=v ...] (runs `factory {command}`)"
+    if "-h" in argv or "--help" in argv:
+        print(usage)
+        return 0
     if "--config" not in argv:
-        print(f"usage: python pipelines/<job>.py --config CONFIG [--set k=v ...] (runs `factory {command}`)", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     at = argv.index("--config")
     config = argv[at + 1]

@@ -5,7 +5,7 @@ into plain lists keyed by :data:`CURVES`: mean correctness reward (TRL's ``rewar
 excluded completions left out), total reward, KL to the starting policy (absent when ``beta`` is 0),
 mean completion length in tokens, the share of completions excluded for verifier failures, the
 learning rate and seconds per step. :func:`render_curves` draws them as inline PNG ``<img>`` tags
-(matplotlib Agg, through :mod:`factory.report_plots`' helpers), one chart per curve present.
+(matplotlib Agg, through :func:`factory.report_plots.lines`), one chart per curve present.
 """
 
 from __future__ import annotations
@@ -51,20 +51,7 @@ def _number(value) -> float | None:
 
 def render_curves(curves: dict[str, list], names: tuple[str, ...] = tuple(TITLES)) -> list[str]:
     """One inline ``<img>`` line chart per curve of ``names`` present in ``curves`` (step on x)."""
-    from factory.report_plots import FALLBACK_COLORS, _pyplot, _to_img
+    from factory.report_plots import lines
 
-    plt = _pyplot()
-    charts = []
-    for name in names:
-        values = curves.get(name)
-        if not values or all(v is None for v in values):
-            continue
-        points = [(s, v) for s, v in zip(curves["step"], values) if v is not None]
-        fig, ax = plt.subplots(figsize=(7, 3.0))
-        ax.plot([s for s, _ in points], [v for _, v in points], color=FALLBACK_COLORS[0], linewidth=1.2)
-        ax.set_title(TITLES.get(name, name))
-        ax.set_xlabel("step")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        charts.append(_to_img(fig, TITLES.get(name, name)))
-    return charts
+    return [lines(curves[name], TITLES.get(name, name), "step", name, x=curves["step"])
+            for name in names if curves.get(name) and any(v is not None for v in curves[name])]
