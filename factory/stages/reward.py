@@ -22,6 +22,10 @@ Contract:
   micro-batch, so a batch of long chains cannot exhaust accelerator memory.
 - Device and precision: an actor with ``num_gpus_per_actor > 0`` that sees CUDA runs on GPU in
   bf16 (``dtype: auto``); otherwise on CPU in fp32.
+- Placement: each actor runs in a placement group of its own (``factory.stages.generate.placement``),
+  waited for up to ``wait_for_resources_s`` (an autoscaler adding GPU nodes), then a clear error
+  naming what was asked, what the cluster has and which setting to change; the groups are removed
+  when the execution ends or fails.
 
 Not covered: RMs whose score is not the single logit of a one-label classifier (multi-objective
 heads read through custom outputs), retries of a failed micro-batch (rerun the stage), truncation.
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.models import resolve_model
 from factory.pipeline import Stage, StageOutput
@@ -61,6 +65,8 @@ class RewardConfig(Section):
     """Size of the RM actor pool (each holds one model copy)."""
     num_gpus_per_actor: float = 1.0
     """GPUs reserved per actor; 0 runs on CPU (tests, small jobs)."""
+    wait_for_resources_s: float = Field(default=1200.0, gt=0)
+    """Wait for the cluster (its autoscaler) to provide every actor's GPU before failing; > a node's scale-up."""
     batch_size: int = 256
     """Rows per Ray batch handed to an actor; micro-batches inside it follow the token budget."""
 
@@ -217,10 +223,27 @@ class Reward(Stage):
         return cfg.reward.enabled
 
     def apply(self, ds) -> StageOutput:
+        import warnings
+
         import ray
 
+        from factory.stages.generate.placement import ActorPlacement, pool_request, register_release
+
         cfg = self.config
-        scored = self.map_batches(ds, RewardScorer, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size,
-                                  compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
-                                  num_gpus=cfg.num_gpus_per_actor, udf_modifying_row_count=False)
-        return StageOutput(scored)
+        request = pool_request(cfg.num_actors, cfg.num_gpus_per_actor)
+        placement = ActorPlacement(request, cfg.wait_for_resources_s, stage="reward", section="reward",
+                                   remedy="lower reward.num_actors, set reward.num_gpus_per_actor: 0 to run on CPU")
+        register_release(ds)
+        with warnings.catch_warnings():  # as in Generate.apply: Ray 2.60 has no named ray_remote_args_fn yet
+            warnings.filterwarnings("ignore", message="`ray_remote_args(_fn)?` is deprecated")
+            scored = self.map_batches(ds, RewardScorer, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size,
+                                      compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+                                      num_gpus=request.actor_gpus, num_cpus=request.actor_cpus,
+                                      udf_modifying_row_count=False, ray_remote_args_fn=placement)
+        resources = {"device": request.device, "actors": request.actors, "bundles": list(request.bundles)}
+
+        def stats() -> dict:
+            placement.release()  # normally already gone: the execution's end removed the groups
+            return {"resources": resources}
+
+        return StageOutput(scored, stats)

@@ -6,7 +6,8 @@ Contract:
   (``resources.device``; ``auto`` is the installed engine build's, :func:`factory.engines.installed_device`),
   tensor × pipeline parallel size, CPUs and accelerator type. Never from the nodes that are up at
   submit time: GPU workers that start at ``min_workers: 0`` join only once there is demand for them.
-- :class:`ActorPlacement` is the ``ray_remote_args_fn`` of the actor pool. At the first actor start of
+- :class:`ActorPlacement` is the ``ray_remote_args_fn`` of the actor pool (of generation, and of any
+  other stage's pool through :func:`pool_request`: the reward model's). At the first actor start of
   an execution it creates one placement group per replica, which the cluster's autoscaler sees as
   demand, and waits until all are placed, logging once a minute what it waits for; past
   ``resources.wait_for_resources_s`` it removes them and raises :class:`ResourcesUnavailable`
@@ -40,6 +41,11 @@ LOG_EVERY_S = 60.0
 """While waiting for resources, one log line this often."""
 
 
+GENERATION_REMEDY = ("lower generation.resources.num_actors or engine.tensor_parallel_size/pipeline_parallel_size, "
+                     "set generation.resources.device: cpu to run on CPU")
+"""What the generation stage's error suggests changing (besides nodes and the wait)."""
+
+
 class ResourcesUnavailable(RuntimeError):
     """The cluster did not provide the generation actors' resources within the configured wait."""
 
@@ -58,6 +64,8 @@ class ResourceRequest:
     """GPUs of the actor itself (0 when vLLM ranks hold them in the other bundles)."""
     capture_child_tasks: bool
     """Whether the engine places Ray workers of its own in the group (vLLM tensor/pipeline parallelism)."""
+    unit: str = "engine replica"
+    """What one group holds, in words."""
 
     def per_replica(self) -> dict[str, float]:
         """CPU and GPU of one replica, summed over its bundles."""
@@ -71,7 +79,7 @@ class ResourceRequest:
     def describe(self) -> str:
         """The request in words, for logs and errors."""
         bundles = ", ".join(_resources(b) for b in self.bundles)
-        return f"{self.actors} engine replica(s) of [{bundles}] each (device {self.device})"
+        return f"{self.actors} {self.unit}(s) of [{bundles}] each (device {self.device})"
 
 
 def resource_request(cfg: GenerationConfig) -> ResourceRequest:
@@ -91,6 +99,13 @@ def resource_request(cfg: GenerationConfig) -> ResourceRequest:
                                             else engine.num_devices)
     bundle = {"CPU": res.num_cpus_per_actor, **({"GPU": gpus, **accelerator} if gpus else {})}
     return ResourceRequest(device, res.num_actors, (bundle,), res.num_cpus_per_actor, gpus, False)
+
+
+def pool_request(actors: int, gpus: float, cpus: float = 1.0) -> ResourceRequest:
+    """The request of a pool of ``actors`` one-bundle actors with ``gpus`` and ``cpus`` each (any
+    other stage's actor pool, e.g. the reward model's)."""
+    bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return ResourceRequest("gpu" if gpus else "cpu", actors, (bundle,), cpus, gpus, False, unit="actor")
 
 
 def wait_until(poll: Callable[[float], bool], timeout_s: float, on_wait: Callable[[float], None],
@@ -125,10 +140,15 @@ def cluster_summary() -> str:
 class ActorPlacement:
     """Placement groups of one generation stage (module docstring); call it as ``ray_remote_args_fn``."""
 
-    def __init__(self, request: ResourceRequest, wait_s: float, *, stage: str = "generation"):
+    def __init__(self, request: ResourceRequest, wait_s: float, *, stage: str = "generation",
+                 section: str = "generation.resources", remedy: str = GENERATION_REMEDY):
         self.request = request
         self.wait_s = wait_s
         self.stage = stage
+        self.section = section
+        """Config section whose ``wait_for_resources_s`` is the wait (named in logs and the error)."""
+        self.remedy = remedy
+        """The settings that shrink the request, in words (for the error)."""
         self.groups: list = []
         self.created: list[str] = []
         """Ids of every group this object created (what a test checks is gone)."""
@@ -159,8 +179,8 @@ class ActorPlacement:
             return len(done) == len(ready)
 
         def note(waited: float) -> None:
-            log.warning("%s: waiting %.0f of %.0f s (generation.resources.wait_for_resources_s) for the cluster "
-                        "to provide %s; it has %s", self.stage, waited, self.wait_s, request.describe(),
+            log.warning("%s: waiting %.0f of %.0f s (%s.wait_for_resources_s) for the cluster to provide %s; "
+                        "it has %s", self.stage, waited, self.wait_s, self.section, request.describe(),
                         cluster_summary())
 
         if not wait_until(poll, self.wait_s, note):
@@ -168,9 +188,8 @@ class ActorPlacement:
             self.release()
             raise ResourcesUnavailable(
                 f"{self.stage}: the cluster did not provide {request.describe()} within {self.wait_s:.0f} s; "
-                f"it has {has}. Add nodes with these resources (or raise the autoscaler's max_workers), lower "
-                "generation.resources.num_actors or engine.tensor_parallel_size/pipeline_parallel_size, set "
-                "generation.resources.device: cpu to run on CPU, or raise generation.resources.wait_for_resources_s.")
+                f"it has {has}. Add nodes with these resources (or raise the autoscaler's max_workers), "
+                f"{self.remedy}, or raise {self.section}.wait_for_resources_s.")
         log.info("%s: placed %s", self.stage, request.describe())
 
     def release(self) -> None:

@@ -1,4 +1,4 @@
-"""The generation actors' resource request comes from the config alone, and the wait for it says
+"""The generation actors' (and the reward model's) resource request comes from the config alone, and the wait for it says
 what it waits for once a minute, then gives up (pure parts of factory.stages.generate.placement)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from factory.stages.generate import GenerationConfig
-from factory.stages.generate.placement import resource_request, wait_until
+from factory.stages.generate.placement import pool_request, resource_request, wait_until
 
 
 def _request(**sections):
@@ -69,6 +69,15 @@ def _polling(clock: _Clock, ready_at: float | None):
         return ready_at is not None and clock.now >= ready_at
 
     return poll
+
+
+@pytest.mark.parametrize(("gpus", "bundle", "words"), [
+    (1.0, {"CPU": 1.0, "GPU": 1.0}, "2 actor(s) of [{CPU: 1, GPU: 1}] each (device gpu)"),
+    (0.0, {"CPU": 1.0}, "2 actor(s) of [{CPU: 1}] each (device cpu)"),
+])
+def test_pool_request_of_another_stage_asks_its_gpus_per_actor(gpus, bundle, words):
+    request = pool_request(2, gpus)
+    assert (request.bundles, request.actor_gpus, request.describe()) == ((bundle,), gpus, words)
 
 
 def test_wait_notes_once_a_minute_until_ready():
