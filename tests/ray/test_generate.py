@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from factory import schema, synthetic
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.stages.generate import Generate, GenerationConfig
 
