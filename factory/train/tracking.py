@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import sys
 import time
+
+from factory.console import ensure_worker_logging, progress
 
 log = logging.getLogger("factory.train")
 
@@ -104,16 +105,11 @@ class Progress:
             return
         elapsed = time.perf_counter() - self.started
         eta = elapsed / max(step - self.start_step, 1) * (self.total_steps - step)
-        log.info("train: step %d/%d  loss %.4f  %.0f tok/s  ETA %s", step, self.total_steps, loss, tokens_per_s,
+        progress(log, "train: step %d/%d  loss %.4f  %.0f tok/s  ETA %s", step, self.total_steps, loss, tokens_per_s,
                  format_eta(eta))
 
 
 def ensure_log_handler() -> None:
     """In a Ray worker (no logging configured), send ``factory`` INFO lines to stderr, which Ray
-    forwards to the driver's console."""
-    factory_log = logging.getLogger("factory")
-    if not factory_log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        factory_log.addHandler(handler)
-        factory_log.setLevel(logging.INFO)
+    forwards to the driver: the run log, and the console for the progress lines."""
+    ensure_worker_logging("factory")

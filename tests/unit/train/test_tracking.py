@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from factory.console import MARK
 from factory.train.tracking import Progress, Trackers, check_trackers, format_eta
 
 
@@ -37,6 +38,8 @@ def test_progress_writes_about_ten_lines_with_step_loss_and_eta(caplog):
         for step in range(1, 741):
             progress.step(step, loss=0.5, tokens_per_s=1000.0)
     lines = [r.getMessage() for r in caplog.records]
+    assert all(line.startswith(MARK) for line in lines)  # console-bound: the run's console shows them
+    lines = [line.removeprefix(MARK) for line in lines]
     assert 9 <= len(lines) <= 11
     assert lines[0].startswith("train: step 74/740  loss 0.5000") and "ETA" in lines[0]
     assert lines[-1].startswith("train: step 740/740") and lines[-1].endswith("ETA 0s")
