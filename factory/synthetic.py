@@ -1,17 +1,27 @@
 """A synthetic, exactly verifiable math task with worked reasoning, sized for tiny models.
 
-Problems are chains of 3 to 4 single-digit operands joined by ``+``/``-`` ("What is 7+5+9-3?");
-a subtraction is only drawn when the running total stays non-negative, so every intermediate
-value lies in 0..36. The worked solution writes one line per step ("7+5=12\\n12+9=21\\n21-3=18")
-and the answer is ``\\boxed{18}``: a tiny char-level transformer learns this on CPU in a minute.
+Problems add 5 to 7 distinct single-digit operands ("What is 7+5+9+3+8?"), so running totals reach
+two digits (up to 42). The worked solution writes one line per addition ("7+5=12\\n12+9=21\\n
+21+3=24\\n24+8=32") and the answer is ``\\boxed{32}``. Operands are distinct so that the next one
+to add is the one after the last one added, wherever it stands: a tiny transformer learns that
+look-up in a few hundred steps, whereas with repeated digits it has to count its way through the
+question. An addition whose units overflow (7+5, 12+9) carries: that is where the tiny teacher
+slips, and a slip shows in its own line (the result is smaller than the running total it started
+from). (Subtraction is left out: a tiny teacher trained for two minutes confuses the signs of
+longer chains, an error that is systematic rather than a slip.)
 
 Contracts:
 - ``make_problems`` is deterministic in (n, seed, split); the "train" and "heldout" splits are
   disjoint by content (a problem's split is a function of its text's hash), and prompt ids are
-  stable content hashes, unique within a call.
-- ``solve`` is the ground truth used to train the tiny teacher; ``extract_answer``/``is_correct``
-  are cheap exact checks for the tiny-model kit itself. Not covered: anything beyond this task's
-  grammar (the project's real verifiers live elsewhere).
+  stable content hashes, unique within a call. References are integers, so math-verify and the
+  exact check here agree on them.
+- ``solve``/``completion_for`` are the ground truth. ``slipped_completion`` is the task's error
+  model: a carry forgotten with some probability at each carrying addition, independently per
+  step and per call, later steps following from the value written (as a person's would); it
+  trains a teacher that is good but fallible. ``reword`` gives the same problem in other words
+  (for decontamination checks); ``solve`` reads either form (any sum of single-digit operands).
+- ``extract_answer``/``is_correct`` are cheap exact checks for the tiny-model kit itself.
+Not covered: anything beyond this task's grammar (the project's real verifiers live elsewhere).
 """
 
 from __future__ import annotations
@@ -20,17 +30,29 @@ import hashlib
 import random
 import re
 
+from factory.think import THINK_CLOSE
+
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 """The instruction DeepSeek-R1 recommends appending to math prompts; the tiny teacher is trained with it."""
 
-OPERAND_COUNTS = (3, 4)
+OPERAND_COUNTS = (5, 6, 7)
+"""Operands per problem: 4 to 6 additions, each a line of the worked solution."""
 OPERAND_RANGE = (1, 9)
+"""Operands are distinct digits of this range (inclusive)."""
 HELDOUT_SHARE = 5
 """One problem in HELDOUT_SHARE (by content hash) belongs to the held-out split."""
 
 SPLITS = ("train", "heldout")
-_QUESTION = re.compile(r"What is (\d+(?:[+-]\d+)+)\?")
-_TOKEN = re.compile(r"[+-]?\d+")
+_EXPRESSION = re.compile(r"\d+(?:\s*\+\s*\d+)+")
+_REWORDINGS = (
+    "Compute {spaced}.",
+    "Calculate {spaced}.",
+    "What is the value of {spaced}?",
+    "Work out {compact}.",
+    "Evaluate: {spaced}",
+    "what is {spaced} ?",
+    "Find the sum {spaced}.",
+)
 
 
 def user_message(prompt: str) -> str:
@@ -51,17 +73,8 @@ def split_of(prompt: str) -> str:
 
 def _random_question(rng: random.Random) -> str:
     low, high = OPERAND_RANGE
-    total = rng.randint(low, high)
-    text = str(total)
-    for _ in range(rng.choice(OPERAND_COUNTS) - 1):
-        operand = rng.randint(low, high)
-        if operand <= total and rng.random() < 0.5:
-            total -= operand
-            text += f"-{operand}"
-        else:
-            total += operand
-            text += f"+{operand}"
-    return f"What is {text}?"
+    operands = rng.sample(range(low, high + 1), rng.choice(OPERAND_COUNTS))
+    return "What is " + "+".join(map(str, operands)) + "?"
 
 
 def make_problems(n: int, seed: int, split: str = "train") -> list[dict]:
@@ -84,46 +97,64 @@ def make_problems(n: int, seed: int, split: str = "train") -> list[dict]:
         if prompt in seen or split_of(prompt) != split:
             continue
         seen.add(prompt)
-        reference = extract_answer(solve(prompt)[1])
-        rows.append({"prompt_id": prompt_id(prompt), "task": "math", "prompt": prompt, "reference": reference})
+        rows.append({"prompt_id": prompt_id(prompt), "task": "math", "prompt": prompt, "reference": str(sum(operands(prompt)))})
     if len(rows) < n:
         raise ValueError(f"only {len(rows)} distinct {split} problems could be drawn, asked for {n}")
     return rows
 
 
-def solve(prompt: str) -> tuple[str, str]:
-    """The worked solution of a problem: (reasoning, answer_text), e.g.
-    ("7+5=12\\n12+9=21\\n21-3=18", "\\boxed{18}"). The question may be embedded in a longer text
-    (e.g. followed by the R1 instruction). Raises ValueError if no question of this task is found."""
-    return _worked(prompt, slip_step=None, slip=0)
-
-
-def _worked(prompt: str, slip_step: int | None, slip: int) -> tuple[str, str]:
-    match = _QUESTION.search(prompt)
+def operands(prompt: str) -> list[int]:
+    """The operands of the first sum in ``prompt``, in any wording, spaces allowed ("Compute
+    7 + 5 + 3." -> [7, 5, 3]). Raises ValueError if the text holds no such sum."""
+    match = _EXPRESSION.search(prompt)
     if match is None:
         raise ValueError(f"not a synthetic arithmetic problem: {prompt[:80]!r}")
-    tokens = _TOKEN.findall(match.group(1))
-    total = int(tokens[0])
-    steps = []
-    for index, token in enumerate(tokens[1:]):
-        result = total + int(token) + (slip if index == slip_step else 0)
-        steps.append(f"{total}{token}={result}")
-        total = result
-    return "\n".join(steps), f"\\boxed{{{total}}}"
+    return [int(digits) for digits in match.group(0).split("+")]
+
+
+def carries(total: int, term: int) -> bool:
+    """Whether the step ``total + term`` carries (its result has another tens digit)."""
+    return (total + term) // 10 != total // 10
+
+
+_ANSWER_SEPARATOR = f"\n{THINK_CLOSE}\n\n"
+
+
+def solve(prompt: str) -> tuple[str, str]:
+    """The worked solution of a problem: (reasoning, answer_text), e.g.
+    ("7+5=12\\n12+9=21\\n21+3=24", "\\boxed{24}"). The question may be embedded in a longer text
+    (e.g. followed by the R1 instruction) or reworded. Raises ValueError if no question of this
+    task is found."""
+    reasoning, _, answer = completion_for(prompt).partition(_ANSWER_SEPARATOR)
+    return reasoning, answer
 
 
 def completion_for(prompt: str) -> str:
     """The full R1-style completion after the forced "<think>\\n": reasoning, "\\n</think>\\n\\n", answer."""
-    reasoning, answer = solve(prompt)
-    return f"{reasoning}\n</think>\n\n{answer}"
+    return slipped_completion(prompt, random.Random(0), carry_slip_rate=0.0)
 
 
-def wrong_completion_for(prompt: str, rng: random.Random) -> str:
-    """A completion in the same format with one arithmetic slip: one step's result is off by 1..3
-    and later steps follow from it, so the final answer is wrong. Used to train the tiny reward model."""
-    steps = len(solve(prompt)[0].split("\n"))
-    reasoning, answer = _worked(prompt, slip_step=rng.randrange(steps), slip=rng.choice([-3, -2, -1, 1, 2, 3]))
-    return f"{reasoning}\n</think>\n\n{answer}"
+def slipped_completion(prompt: str, rng: random.Random, carry_slip_rate: float) -> str:
+    """A completion written by a fallible solver: at each carrying addition the carry is forgotten
+    (the result written ten too low) with probability ``carry_slip_rate``; every later step
+    starts from the value written, and the answer is the last line's. Slips are drawn independently
+    per step and per call, so two calls on one problem err in different places (or not at all)."""
+    values = operands(prompt)
+    steps, total = [], values[0]
+    for term in values[1:]:
+        slipped = carries(total, term) and rng.random() < carry_slip_rate
+        steps.append(f"{total}+{term}={total + term - (10 if slipped else 0)}")
+        total = total + term - (10 if slipped else 0)
+    return "\n".join(steps) + f"{_ANSWER_SEPARATOR}\\boxed{{{total}}}"
+
+
+def reword(prompt: str, seed: int) -> str:
+    """The same problem in other words, deterministic in (prompt, seed): another phrasing and
+    spacing around the same operands, in order ("What is 7+5+3?" -> "Compute 7 + 5 + 3.").
+    Never equal to ``prompt``; ``solve`` reads it unchanged."""
+    compact = "+".join(map(str, operands(prompt)))
+    choices = [template.format(spaced=compact.replace("+", " + "), compact=compact) for template in _REWORDINGS]
+    return random.Random(f"reword:{seed}:{prompt}").choice([text for text in choices if text != prompt])
 
 
 def extract_answer(text: str) -> str | None:
