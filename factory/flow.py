@@ -211,6 +211,8 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
     phases: dict[str, float] = {}
     parent = SnapshotStore.from_config(cfg.store).latest() if incremental else None
     with ray_session(cfg.run.ray.address, cfg.run.ray.num_cpus):
+        if cfg.run.ray.address is None:
+            check_cpu_headroom(cfg)
         snapshot, manifest = build_snapshot(cfg, parent)
         phases["data"] = round(time.perf_counter() - start, 3)
         checkpoint = None
@@ -238,6 +240,25 @@ def run_distill(cfg: FactoryConfig, *, incremental: bool = False) -> RunSummary:
         report=report, checkpoint=checkpoint, stages=manifest["stages"], drops=manifest["drops"], eval=results,
         phases=phases, seconds=time.perf_counter() - start,
     )
+
+
+def check_cpu_headroom(cfg: FactoryConfig) -> None:
+    """On a local Ray instance (a fixed CPU count, no autoscaler): the generation and reward actors hold
+    their CPUs for the whole data half, so at least one must be left for the tasks between them, or the
+    pipeline stalls without an error (Ray Data backpressures the tasks forever). Raises ConfigError."""
+    import ray
+
+    from factory.config import ConfigError
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    resources = cfg.generation.resources
+    held = resources.num_actors * resources.num_cpus_per_actor + (cfg.reward.num_actors if cfg.reward.enabled else 0)
+    if total - held < 1:
+        raise ConfigError(
+            f"run.ray.num_cpus: Ray has {total:g} CPUs and the generation and reward actors hold {held:g} of them "
+            "for the whole run, leaving less than one for the tasks between them (the pipeline would stall). "
+            "Raise run.ray.num_cpus (logical CPUs; more than the cores is fine), or lower "
+            "generation.resources.num_actors/num_cpus_per_actor or reward.num_actors.")
 
 
 def _train_summary(result) -> dict | None:
