@@ -28,7 +28,7 @@ import time
 
 BUDGET_GIB = 8.0
 """Fixed memory budget per training process (a third of this 24 GiB machine, which others share)."""
-LIMIT_16K_GIB = 8.0
+LIMIT_16K_GIB = 4.0
 """Stated RSS limit for one 16k-token sample with checkpointing and chunked loss."""
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 PROMPT_TOKENS = 128
