@@ -11,9 +11,12 @@ excluded), so a long model load does not inflate the ETA. Not covered: per-stage
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from factory.console import say
+
+log = logging.getLogger("factory")
 
 
 def _generation_line(stats: dict) -> str | None:
@@ -62,7 +65,8 @@ class StageLines:
         if self._progress is not None and not final and "generate" in self._started:
             try:
                 line = _generation_line(ray.get(self._progress.stats.remote(), timeout=30))
-            except Exception:
+            except Exception:  # a view, as above; the log says why the line is missing
+                log.warning("stage lines: no generation progress", exc_info=True)
                 line = None
             if line:
                 say(line)
