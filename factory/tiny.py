@@ -7,7 +7,7 @@ under ``$FACTORY_CACHE/tiny/<spec-hash>`` (FACTORY_CACHE defaults to ``~/.cache/
   tokens) saved as a transformers fast tokenizer with an R1-style chat template;
 - a **teacher** ``Qwen2ForCausalLM`` trained on the synthetic addition task (:mod:`factory.synthetic`)
   in R1's format ("<think>\\n" reasoning "\\n</think>\\n\\n\\boxed{..}"): good but fallible when
-  sampled (temperature 0.6, top-p 0.95), its errors forgotten carries that vary between samples;
+  sampled (temperature 0.6, top-p 0.95), its errors forgotten carries and skipped operands;
 - a smaller untrained **student** ``Qwen2ForCausalLM`` for distillation;
 - a **reward** ``Qwen2ForSequenceClassification`` (one label, reads the last token) trained on the
   teacher's own graded samples to score correct chains above wrong ones of the same prompt.
@@ -86,7 +86,7 @@ def ensure(cache_dir: str | None = None) -> TinyModels:
         if not is_built(str(root)):
             for stale in root.parent.glob(f".{root.name}.tmp-*"):  # left by a builder that died holding the lock
                 shutil.rmtree(stale, ignore_errors=True)
-            _log.info("tiny models: building into %s (once; about three minutes on two cores)", root)
+            _log.info("tiny models: building into %s (once; about five minutes on two cores)", root)
             staging = tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent)
             try:
                 build(staging, seed=0)

@@ -7,7 +7,7 @@ logger, with step/total and ETA inside the long ones:
 2. teacher: a Qwen2 trained on the synthetic task (:mod:`factory.synthetic`), first on correct
    chains, then briefly on chains in which carries are forgotten at ``carry_slip_rate``, so that
    sampled at the factory's settings it is good but fallible, its errors slips that vary between
-   samples (its greedy answer stays mostly right);
+   samples (the figures it reaches are recorded in tiny_build.json);
 3. evaluation: greedy accuracy, and pass@1/pass@k of ``eval_samples`` samples per held-out problem
    at ``eval_temperature``/``eval_top_p`` (the demo's sampling);
 4. reward data: the teacher's own samples on training-split prompts, graded exactly;
@@ -92,7 +92,7 @@ class TinySpec:
     """Context length of all three models (a prompt and its worked solution take ~140 tokens)."""
     threads: int = 1
     """Torch threads during a build: fixed, since results are bit-reproducible per thread count
-    (one is about as fast as two on a shared two-core machine)."""
+    (one: builds share a two-core machine with other work)."""
     train_problems: int = 20000
     """Distinct training problems the teacher sees (each at most once or twice)."""
     clean_steps: int = 600
