@@ -80,7 +80,7 @@ def test_killed_run_resumes_from_checkpoint_and_ends_like_unkilled_run(tiny_mode
 
     files = _write_snapshot(tmp_path / "snapshot", tiny_models.student)
     cfg = TrainConfig(student=tiny_models.student, num_workers=2, cpus_per_worker=0.5, zero_stage=2, lr=1e-3,
-                      micro_batch_size=1, grad_accum=2, max_seq_len=128, packing=True, epochs=40,
+                      micro_batch_size=1, grad_accum=2, max_seq_len=192, packing=True, epochs=40,
                       checkpoint_every_steps=STEPS // 4, max_steps=STEPS)
     run_dir = tmp_path / "run"
     ray_dir = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
@@ -98,8 +98,10 @@ def test_killed_run_resumes_from_checkpoint_and_ends_like_unkilled_run(tiny_mode
     result = run_training(cfg, files, str(run_dir), snapshot_version="snap-chaos")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     plan, _ = plan_data(cfg, files, tiny_models.student)
-    unkilled = replay(cfg, tiny_models.student, plan, encode_files(files, tiny_models.student, cfg.max_seq_len))
+    unkilled = replay(cfg, tiny_models.student, plan, encode_files(files, tiny_models.student))
 
     assert metrics["start_step"] == killed_at
     assert result.steps == plan.total_steps == len(unkilled.loss_curve) == STEPS
     assert result.loss_curve == pytest.approx(unkilled.loss_curve, rel=LOSS_RTOL)
+    assert result.grad_norm_curve == pytest.approx(unkilled.grad_norm_curve, rel=LOSS_RTOL)
+    assert len(metrics["lr_curve"]) == STEPS  # curves carried across the resume
