@@ -125,22 +125,15 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
     recheck = plan.carried_for_recheck() if plan.recheck else None
     if recheck is not None:
         say(f"  re-checking {plan.counts['rows_rechecked']} carried rows: {', '.join(plan.recheck)}")
-    if recheck is None or run.extras["total_prompts"]:  # nothing to generate: only carried rows are scored
-        samples = generation.apply(todo)
-        samples = samples if recheck is None else samples.union(recheck)
-    else:
-        samples = recheck
-    rows = scoring.apply(samples).map_batches(scored_rows, batch_format="pyarrow")
-    if not plan.recheck:  # carried rows keep their verdicts and drops; they stream from the parent's files
-        for carried in (plan.carried_kept(), plan.carried_dropped()):
-            rows = rows if carried is None else rows.union(carried.map_batches(scored_rows, batch_format="pyarrow"))
+    names = [stage.name for stage in generation.stages + scoring.stages]
     with SnapshotStore.from_config(cfg.store).begin(parent=plan.parent_version or "latest",
                                                     schema=DATASET_SCHEMA) as staged:
         sink = snapshot_sink(staged, cfg)
-        started = time.perf_counter()
-        with StageLines(run.meter, [stage.name for stage in generation.stages + scoring.stages],
-                        progress=run.extras.get("progress")):
-            rows.write_datasink(sink)  # one streaming pass: the stages, then data files and side tables
+        # The lines start before the stages are applied: a barrier stage (dedup) executes what is upstream of it then.
+        with StageLines(run.meter, names, extras=run.extras):
+            rows = _sample_rows(plan, generation, scoring, todo, recheck)
+            started = time.perf_counter()
+            rows.write_datasink(sink)  # the stages after the last barrier, then data files and side tables
         ended(generation.records() + scoring.records())
         write_prompt_table(staged, cfg, sink)  # per-prompt estimates, from every row the sink took
         commit = {"name": "commit", "rows_in": sink.counts["kept"] + sink.counts["dropped"],
@@ -152,6 +145,21 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
         records = [ingest_record] + prompt_side.records() + generation.records() + scoring.records()
         snapshot = staged.commit(_manifest(cfg, records, 1 + len(prompt_side.stages), commit, plan))
     return snapshot, snapshot.manifest
+
+
+def _sample_rows(plan, generation: Pipeline, scoring: Pipeline, todo, recheck):
+    """The lazy dataset of every row the commit takes: generated (and re-checked) rows through the
+    scoring stages, then the carried rows that keep their verdicts."""
+    if recheck is None or todo.count():  # nothing to generate: only carried rows are scored
+        samples = generation.apply(todo)
+        samples = samples if recheck is None else samples.union(recheck)
+    else:
+        samples = recheck
+    rows = scoring.apply(samples).map_batches(scored_rows, batch_format="pyarrow")
+    if not plan.recheck:  # carried rows keep their verdicts and drops; they stream from the parent's files
+        for carried in (plan.carried_kept(), plan.carried_dropped()):
+            rows = rows if carried is None else rows.union(carried.map_batches(scored_rows, batch_format="pyarrow"))
+    return rows
 
 
 def drop_summary(records: list[StageRecord], prompt_records: int) -> dict[str, int]:

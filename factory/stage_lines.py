@@ -2,7 +2,7 @@
 drops, seconds), and the generation stage's rate and ETA while it runs.
 
 Contract: a driver thread polls the run's meter (:func:`factory.pipeline.new_meter`) and the generation
-progress actor) every ``every_s`` seconds and prints through :func:`factory.console.say`; a stage
+progress actor (``extras["progress"]``, read at each poll: the stage makes it when applied) every ``every_s`` seconds and prints through :func:`factory.console.say`; a stage
 "starts" when its first input batch is counted. End lines are printed by :func:`ended` once the
 stages' dataset has executed (a streaming pipeline's stages overlap, so only then are their counts
 final). The generation rate and ETA count from the first batch the engine generated (engine start-up
@@ -32,9 +32,10 @@ def _generation_line(stats: dict) -> str | None:
 class StageLines:
     """Context manager running the polling thread for stages ``names`` (see the module docstring)."""
 
-    def __init__(self, meter, names: list[str], progress=None, every_s: float = 10.0):
-        self._meter, self._names, self._progress, self._every_s = meter, names, progress, every_s
+    def __init__(self, meter, names: list[str], extras: dict | None = None, every_s: float = 10.0):
+        self._meter, self._names, self._extras, self._every_s = meter, names, extras or {}, every_s
         self._started: set[str] = set()
+        self._last_line: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="factory-stage-lines", daemon=True)
 
@@ -62,13 +63,15 @@ class StageLines:
             if name not in self._started and measured.get(name, {}).get("first_start") is not None:
                 self._started.add(name)
                 say(f"▶ {name}: started")
-        if self._progress is not None and not final and "generate" in self._started:
+        progress = self._extras.get("progress")  # the generation stage's actor, once it has made one
+        if progress is not None and not final and "generate" in self._started:
             try:
-                line = _generation_line(ray.get(self._progress.stats.remote(), timeout=30))
+                line = _generation_line(ray.get(progress.stats.remote(), timeout=30))
             except Exception:  # a view, as above; the log says why the line is missing
                 log.warning("stage lines: no generation progress", exc_info=True)
                 line = None
-            if line:
+            if line and line != self._last_line:  # a line per new progress report, not one per poll
+                self._last_line = line
                 say(line)
 
 
