@@ -122,7 +122,7 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
             [field.name for field in PROMPT_FIELDS]).materialize()
     ended(prompt_side.records())
     run.extras["total_prompts"] = todo.count()
-    recheck = plan.carried_for_recheck() if plan.recheck else None
+    recheck = plan.carried_for_recheck(keep_verdicts=cfg.generation.adaptive_mode) if plan.recheck else None
     if recheck is not None:
         say(f"  re-checking {plan.counts['rows_rechecked']} carried rows: {', '.join(plan.recheck)}")
     names = [stage.name for stage in generation.stages + scoring.stages]

@@ -113,13 +113,16 @@ class ReusePlan:
         """Carried dropped rows as committed (SCORED_SCHEMA), or None."""
         return self._carried("dropped")
 
-    def carried_for_recheck(self):
+    def carried_for_recheck(self, keep_verdicts: bool = False):
         """Every carried row (kept and dropped) with scores and drop marks cleared, ready for the
-        scoring stages (SAMPLE_SCHEMA + filter columns), or None."""
+        scoring stages (SAMPLE_SCHEMA + filter columns), or None. ``keep_verdicts`` (adaptive sampling,
+        whose generation loop verified every sample and has no verify stage after it) keeps the verify
+        columns: a changed verifier in that mode does not re-verify carried rows."""
         parts = [ds for ds in (self.carried_kept(), self.carried_dropped()) if ds is not None]
         if not parts:
             return None
-        cleared = [ds.map_batches(_cleared, batch_format="pyarrow") for ds in parts]
+        cleared = [ds.map_batches(_cleared, batch_format="pyarrow", fn_kwargs={"keep_verdicts": keep_verdicts})
+                   for ds in parts]
         return cleared[0].union(*cleared[1:]) if len(cleared) > 1 else cleared[0]
 
     def prior_signatures(self) -> Iterator[pa.Table]:
@@ -137,9 +140,18 @@ class ReusePlan:
             yield table.filter(pc.is_in(table["id"], value_set=keep))
 
 
-def _cleared(batch: pa.Table) -> pa.Table:
-    """A committed row as it left generation: its scoring columns gone, no drop mark."""
-    return with_filter_columns(conform(batch, SAMPLE_SCHEMA))
+def _cleared(batch: pa.Table, keep_verdicts: bool = False) -> pa.Table:
+    """A committed row as it left generation: its scoring columns gone (but the verify columns, with
+    ``keep_verdicts``), no drop mark."""
+    cleared = with_filter_columns(conform(batch, SAMPLE_SCHEMA))
+    if not keep_verdicts:
+        return cleared
+    from factory.stages.verify import OUTPUT_FIELDS
+
+    present = [field for field in OUTPUT_FIELDS if field.name in batch.column_names]
+    for field in present:
+        cleared = cleared.append_column(field, batch[field.name].cast(field.type))
+    return cleared
 
 
 def plan_reuse(cfg, prompts: pa.Table, parent) -> ReusePlan:
