@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from conftest import make_config
+from config_helpers import make_config
 from factory import schema
 from factory.pipeline import run_small
 from factory.rows import count_table_drops

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from factory import schema
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import Pipeline, run_small
 from factory.stages.reward import Reward, RewardConfig, RewardScorer, pack_micro_batches
 

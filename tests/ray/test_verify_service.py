@@ -9,7 +9,7 @@ import sys
 import pyarrow as pa
 import pytest
 
-from conftest import make_config
+from config_helpers import make_config
 from factory.pipeline import run_small
 from factory.schema import SAMPLE_SCHEMA, conform
 from factory.stages.verify import VerifyConfig, VerifyStage
