@@ -52,9 +52,22 @@ Read the files the manifest lists (`Snapshot.files`), never a glob of the direct
 Keys the store writes: `format`, `dataset`, `version`, `parent`, `created_at`, `code_version`,
 `writer`, `schema` (fields and exact Arrow schema), `num_rows`, `files` (path, rows, bytes, sha256
 per file) and `side_tables` (the same per side table). Keys the pipeline supplies (see
-`factory.flow`): `config` and `config_hash`, `lineage` (teacher and reward-model revisions,
-sampling params, prompt sources), `counts` and `timings` (per stage), `drops` (rows per drop
-reason), `dedup` and `decontam` stats, `generation` stats.
+`factory.flow`): `config` and `config_hash`; `lineage` (parent version, teacher and reward model
+with their identities, sampling and prompting, prompt sources, the scoring identity and its hash);
+`stages` (one record per stage in pipeline order: name, config section, required and added
+columns, barrier, rows in and out, kept rows, drops by reason, busy and wall seconds, the stage's
+stats); `drops` (rows per `stage:reason`, prompts dropped before generation as
+`prompts:stage:reason`); `refresh` (prompts new and reused, rows carried and re-checked, and why).
+
+## Side tables
+
+Read with `snapshot.read_side(NAME)`; listed and checksummed in the manifest like the data files.
+
+| side table | one row per | columns |
+| --- | --- | --- |
+| `dropped` | sample dropped by any stage | the dataset's columns, with `drop_reason` and `drop_stage` set |
+| `signatures` | kept sample | `prompt_id`, `sample_id` and the MinHash signatures of prompt and response (parameters in the schema metadata); a refresh dedups new rows against them |
+| `prompts` | prompt that reached the commit (kept or dropped rows, carried ones included) | `prompt_id`, `task`, `source`; `samples` (rows drawn, failures included); `trials` (samples with a scored verdict); `correct`; `rounds`; `completion_tokens` (teacher tokens spent on it); `pass_rate_estimate` (unbiased under stop-at-k: (k-1)/(N-1) at the k-th success, c/N otherwise; null without a trial); `stop_reason` (`k_reached`, `cap_reached`, `budget`, `fixed_n`, or the failure's `gen_status`); `difficulty` (`unsolved`, `partial`, `always`, `unknown`) |
 
 ## Commits
 

@@ -47,3 +47,11 @@ def test_custom_card_is_written_unchanged(store):
         staged.write_table(DATASET_SCHEMA.empty_table())
         snapshot = staged.commit({}, card="# hand-written\n")
     assert Path(snapshot.path, "README.md").read_text() == "# hand-written\n"
+
+
+def test_doc_lists_every_column_of_the_prompts_side_table():
+    from factory.stages.generate.policy import PROMPT_TABLE_SCHEMA
+    from factory.store.schema_doc import render_schema_doc
+
+    side = render_schema_doc().split("## Side tables", 1)[1]
+    assert [name for name in PROMPT_TABLE_SCHEMA.names if f"`{name}`" not in side] == []
