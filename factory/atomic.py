@@ -2,8 +2,9 @@
 
 ``write_atomic(path, data)`` writes ``data`` (bytes, or a callable that writes a file at the temp path
 it is given, e.g. a Parquet writer) to a temp file in the same directory, fsyncs it, renames it over
-``path`` and fsyncs the directory, so the replacement also survives a crash. Local (POSIX) files
-only; object stores replace whole objects by themselves (:mod:`factory.store`).
+``path`` and fsyncs the directory, so the replacement also survives a crash. The file gets the mode
+``open()`` would give it under the umask. Local (POSIX) files only; object stores replace whole
+objects by themselves (:mod:`factory.store`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,20 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file under the process's umask (mkstemp's files are 0600,
+    which would leave manifests and reports unreadable to the other users of a shared dataset)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_temp(directory: str, data: bytes | Callable[[str], None]) -> str:
-    """A complete, fsynced temp file in ``directory`` holding ``data``; returns its path."""
+    """A complete, fsynced temp file in ``directory`` holding ``data``, with the mode a plain ``open()``
+    would give it; returns its path."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
+        os.fchmod(fd, _file_mode())
         if callable(data):
             os.close(fd)
             data(tmp)

@@ -208,3 +208,14 @@ def test_write_file_puts_an_unlisted_file_beside_the_manifest(store):
 def test_write_file_cannot_replace_snapshot_files(store, name):
     with pytest.raises(ValueError, match="not a free file name"):
         commit_rows(store, 2).write_file(name, b"x")
+
+
+def test_published_files_are_readable_by_the_datasets_other_readers(store):
+    import os
+    import stat
+
+    snapshot = commit_rows(store, 6)
+    manifest = os.path.join(snapshot.path, "_manifest.json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(manifest).st_mode) == 0o666 & ~umask
