@@ -59,10 +59,11 @@ class StageLines:
             measured = ray.get(self._meter.snapshot.remote(), timeout=30)
         except Exception:  # the meter is a view: a slow or gone actor must not fail the run
             return
-        for name in self._names:
-            if name not in self._started and measured.get(name, {}).get("first_start") is not None:
-                self._started.add(name)
-                say(f"▶ {name}: started")
+        new = [name for name in self._names
+               if name not in self._started and measured.get(name, {}).get("first_start") is not None]
+        if new:  # streaming stages start together: one line for those that started since the last poll
+            self._started.update(new)
+            say(f"▶ {', '.join(new)}: started")
         progress = self._extras.get("progress")  # the generation stage's actor, once it has made one
         if progress is not None and not final and "generate" in self._started:
             try:
