@@ -73,6 +73,39 @@ def progress(logger: logging.Logger, message: str, *args) -> None:
     logger.info(MARK + message, *args)
 
 
+class _Relay(logging.Handler):
+    """Forwards a logger's INFO records to the console: each record whose prefix (the text before its
+    first ``:``) differs from the last one forwarded, and otherwise one every ``every_s`` seconds."""
+
+    def __init__(self, every_s: float):
+        super().__init__(logging.INFO)
+        self._every_s, self._last_prefix, self._last_at = every_s, None, 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import time
+
+        message = record.getMessage()
+        prefix, now = message.split(":", 1)[0], time.monotonic()
+        if prefix != self._last_prefix or now - self._last_at >= self._every_s:
+            self._last_prefix, self._last_at = prefix, now
+            say(message)
+
+
+@contextlib.contextmanager
+def relay(logger_name: str, every_s: float = 60.0) -> Iterator[None]:
+    """For the block: the INFO lines of ``logger_name`` on the console too, rate-limited (:class:`_Relay`),
+    e.g. the phases and progress of a long step that runs on the driver."""
+    logger = logging.getLogger(logger_name)
+    handler, level = _Relay(every_s), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def ensure_worker_logging(name: str = "factory") -> None:
     """In a Ray worker or actor: INFO records of logger ``name`` reach stderr (which Ray forwards to
     the driver), once per process."""

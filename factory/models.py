@@ -77,10 +77,11 @@ def prepare_tiny_models(names: list[str]) -> None:
     from factory import tiny
 
     if not tiny.is_built():
-        from factory.console import say
+        from factory.console import relay, say
 
         say("building the tiny models (first run only; cached under $FACTORY_CACHE/tiny)")
-        tiny.ensure()
+        with relay("factory.tiny"):  # its phases, and a progress line a minute, on the console
+            tiny.ensure()
 
 
 def model_identity(name: str, revision: str | None = None) -> str:

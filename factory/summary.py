@@ -63,9 +63,6 @@ def render(summary, log_path: str | None = None) -> list[str]:
     """The end-of-run lines for a :class:`factory.flow.RunSummary` (and the run's log file)."""
     lines = ["", "== distill-factory run =="]
     lines += table(["stage", "rows in", "rows out", "kept", "dropped", "busy s"], stage_rows(summary.stages))
-    if summary.drops:
-        lines += ["", "drops (stage:reason → rows):"]
-        lines += ["  " + line for line in table(["reason", "rows"], [[k, v] for k, v in summary.drops.items()])]
     if summary.eval:
         lines += ["", "evaluation (held-out problems):"] + ["  " + line for line in eval_lines(summary.eval)]
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary.phases.items())

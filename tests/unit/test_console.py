@@ -32,3 +32,19 @@ def test_an_error_whose_text_embeds_a_remote_traceback_names_the_remote_error():
         pass
 
     assert error_summary(ActorDiedError(remote)) == "ActorDiedError: ValueError: Couldn't instantiate the backend tokenizer"
+
+
+def test_relay_forwards_each_new_phase_and_rate_limits_progress(capsys):
+    import logging
+
+    from factory.console import relay
+
+    logger = logging.getLogger("factory.test_relay")
+    with relay("factory.test_relay", every_s=3600):
+        logger.info("build 1/2: teacher: training")
+        logger.info("teacher: 1/10 loss 1.0")
+        logger.info("teacher: 2/10 loss 0.9")  # same prefix, within the interval: log only
+        logger.info("build 2/2: reward: training")
+    logger.info("after the block")
+    assert capsys.readouterr().out.splitlines() == ["build 1/2: teacher: training", "teacher: 1/10 loss 1.0",
+                                                    "build 2/2: reward: training"]
