@@ -74,29 +74,31 @@ def progress(logger: logging.Logger, message: str, *args) -> None:
 
 
 class _Relay(logging.Handler):
-    """Forwards a logger's INFO records to the console: each record whose prefix (the text before its
-    first ``:``) differs from the last one forwarded, and otherwise one every ``every_s`` seconds."""
+    """Forwards a logger's INFO records to the console: every record whose message matches ``phases``,
+    and of the others one per ``every_s`` seconds (by the records' own times), the first one after
+    ``every_s`` has passed since the relay started."""
 
-    def __init__(self, every_s: float):
+    def __init__(self, every_s: float, phases: str):
         super().__init__(logging.INFO)
-        self._every_s, self._last_prefix, self._last_at = every_s, None, 0.0
+        self._every_s, self._phases, self._last_at = every_s, re.compile(phases), None
 
     def emit(self, record: logging.LogRecord) -> None:
-        import time
-
         message = record.getMessage()
-        prefix, now = message.split(":", 1)[0], time.monotonic()
-        if prefix != self._last_prefix or now - self._last_at >= self._every_s:
-            self._last_prefix, self._last_at = prefix, now
+        if self._last_at is None:
+            self._last_at = record.created
+        if self._phases.search(message):
+            say(message)
+        elif record.created - self._last_at >= self._every_s:
+            self._last_at = record.created
             say(message)
 
 
 @contextlib.contextmanager
-def relay(logger_name: str, every_s: float = 60.0) -> Iterator[None]:
-    """For the block: the INFO lines of ``logger_name`` on the console too, rate-limited (:class:`_Relay`),
-    e.g. the phases and progress of a long step that runs on the driver."""
+def relay(logger_name: str, phases: str, every_s: float = 60.0) -> Iterator[None]:
+    """For the block: the INFO lines of ``logger_name`` that match ``phases`` on the console too, and a
+    progress line every ``every_s`` seconds (:class:`_Relay`), e.g. for a long step on the driver."""
     logger = logging.getLogger(logger_name)
-    handler, level = _Relay(every_s), logger.level
+    handler, level = _Relay(every_s, phases), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

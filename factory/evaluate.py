@@ -256,10 +256,9 @@ def evaluate_models(cfg: FactoryConfig, checkpoint: str | None) -> dict[str, Any
     results: dict[str, Any] = {}
     for name, (model, student) in models.items():
         began = time.perf_counter()
-        say(f"▶ eval {MODEL_LABELS.get(name, name)}: {prompts.num_rows} held-out problems")
         results[name] = _evaluate_or_reuse(cfg, name, model, prompts, student=student)
         accuracy, reused = results[name].get("accuracy"), " (reused)" if results[name].get("reused_from") else ""
-        say(f"✓ eval {MODEL_LABELS.get(name, name)}: accuracy "
+        say(f"✓ eval {MODEL_LABELS.get(name, name)}: {prompts.num_rows} held-out problems, accuracy "
             + ("n/a" if accuracy is None else f"{accuracy:.3f}") + f", {time.perf_counter() - began:.0f} s{reused}")
     teacher = results.get("teacher", {}).get("accuracy")
     after = results.get("student_after", {}).get("accuracy")

@@ -58,6 +58,10 @@ def resolve_model(name: str) -> str:
     return getattr(tiny.ensure(), which)
 
 
+TINY_BUILD_PHASES = r"^tiny build( \d+/\d+: \w[\w ]*: |: done)"
+"""The tiny build's log lines a first run shows on the console: each phase's start, and the end."""
+
+
 def configured_models(cfg) -> list[str]:
     """Every model name a factory config loads: teacher, reward model (when enabled), student."""
     names = [cfg.generation.engine.model]
@@ -80,7 +84,7 @@ def prepare_tiny_models(names: list[str]) -> None:
         from factory.console import relay, say
 
         say("building the tiny models (first run only; cached under $FACTORY_CACHE/tiny)")
-        with relay("factory.tiny"):  # its phases, and a progress line a minute, on the console
+        with relay("factory.tiny", phases=TINY_BUILD_PHASES):  # its phases and a progress line a minute
             tiny.ensure()
 
 

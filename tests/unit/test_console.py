@@ -34,17 +34,19 @@ def test_an_error_whose_text_embeds_a_remote_traceback_names_the_remote_error():
     assert error_summary(ActorDiedError(remote)) == "ActorDiedError: ValueError: Couldn't instantiate the backend tokenizer"
 
 
-def test_relay_forwards_each_new_phase_and_rate_limits_progress(capsys):
+def test_relay_shows_every_phase_and_one_progress_line_a_minute(capsys):
     import logging
 
     from factory.console import relay
 
     logger = logging.getLogger("factory.test_relay")
-    with relay("factory.test_relay", every_s=3600):
-        logger.info("build 1/2: teacher: training")
-        logger.info("teacher: 1/10 loss 1.0")
-        logger.info("teacher: 2/10 loss 0.9")  # same prefix, within the interval: log only
-        logger.info("build 2/2: reward: training")
-    logger.info("after the block")
-    assert capsys.readouterr().out.splitlines() == ["build 1/2: teacher: training", "teacher: 1/10 loss 1.0",
+    records = [(0, "build 1/2: teacher: training"), (1, "teacher: 1/10"), (30, "teacher: 5/10"), (61, "teacher: 9/10"),
+               (62, "build 2/2: reward: training"), (63, "after the block")]
+    with relay("factory.test_relay", phases=r"^build \d/\d: "):
+        for at, message in records[:-1]:
+            record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None)
+            record.created = 1000.0 + at
+            logger.handle(record)
+    logger.info(records[-1][1])
+    assert capsys.readouterr().out.splitlines() == ["build 1/2: teacher: training", "teacher: 9/10",
                                                     "build 2/2: reward: training"]
