@@ -49,7 +49,7 @@ def test_a_short_grpo_run_raises_the_correctness_reward(tiny_models, tmp_path):
     from factory.rl.worker import train_policy
 
     # four prompts seen every step: a few steps are enough for the groups' advantages to show
-    cfg = _rl(tmp_path, "rise", steps=15, learning_rate=2e-4)
+    cfg = _rl(tmp_path, "rise", steps=30, learning_rate=2e-4)
     metrics = train_policy(cfg, tiny_models.teacher, _prompts(4, seed=2), _spec(_factory()), str(tmp_path / "rise"))
     correctness = metrics["curves"]["correctness"]
     first, last = sum(correctness[:3]) / 3, sum(correctness[-3:]) / 3
