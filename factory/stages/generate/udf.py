@@ -246,10 +246,11 @@ def batch_report(prompts: int, resumed: int, fresh: pa.Table) -> dict:
 
 
 def _placement() -> dict | None:
-    """Where this actor runs and what Ray gave it (node, resources, GPU ids); None outside Ray."""
+    """Where this actor runs and what Ray gave it (node, resources, GPU ids); None outside a Ray worker
+    (not initialised, or the driver itself, e.g. a test that builds the UDF in its own process)."""
     import ray
 
-    if not ray.is_initialized():
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return None
     context = ray.get_runtime_context()
     return {"node_id": context.get_node_id(), "resources": context.get_assigned_resources(),
