@@ -137,6 +137,6 @@ def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_
     kept_v1 = {r["sample_id"] for r in v1.read(columns=["sample_id"]).to_pylist()}
     rows_v2 = v2.read(columns=["sample_id", "prompt_id"]).to_pylist()
     carried = {r["sample_id"] for r in rows_v2 if r["prompt_id"] != problems[0]["prompt_id"]} & kept_v1
-    assert refresh["rows_reused"] == len(carried)
+    assert refresh["rows_carried"] == len(carried)
     assert problems[0]["prompt_id"] not in {r["prompt_id"] for r in rows_v2 if r["sample_id"] in kept_v1}
     assert len({r["sample_id"] for r in rows_v2}) == len(rows_v2)
