@@ -131,7 +131,7 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
         sink = snapshot_sink(staged, cfg)
         # The lines start before the stages are applied: a barrier stage (dedup) executes what is upstream of it then.
         with StageLines(run.meter, names, extras=run.extras):
-            rows = _sample_rows(plan, generation, scoring, todo, recheck)
+            rows = _sample_rows(plan, generation, scoring, todo, run.extras["total_prompts"], recheck)
             started = time.perf_counter()
             rows.write_datasink(sink)  # the stages after the last barrier, then data files and side tables
         ended(generation.records() + scoring.records())
@@ -147,10 +147,10 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
     return snapshot, snapshot.manifest
 
 
-def _sample_rows(plan, generation: Pipeline, scoring: Pipeline, todo, recheck):
+def _sample_rows(plan, generation: Pipeline, scoring: Pipeline, todo, todo_prompts: int, recheck):
     """The lazy dataset of every row the commit takes: generated (and re-checked) rows through the
     scoring stages, then the carried rows that keep their verdicts."""
-    if recheck is None or todo.count():  # nothing to generate: only carried rows are scored
+    if recheck is None or todo_prompts:  # nothing to generate: only carried rows are scored
         samples = generation.apply(todo)
         samples = samples if recheck is None else samples.union(recheck)
     else:
