@@ -29,6 +29,7 @@ import pyarrow as pa
 import pytest
 
 from config_helpers import make_config
+from ray_processes import NO_DRAIN_ENV, stop_ray_node
 from factory import schema, synthetic
 from factory.pipeline import run_small
 from factory.stages.generate import Generate, GenerationConfig
@@ -53,7 +54,8 @@ class Cluster:
         self.nodes: list[subprocess.Popen] = []
         # Token authentication on, as on real clusters (cluster/): the nodes and this driver share a fresh token.
         self.auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-        self.env = {**os.environ, **self.auth, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**os.environ, **self.auth, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
+                    **NO_DRAIN_ENV}
         self.env.pop("RAY_ADDRESS", None)
 
     def _start(self, name: str, *args: str) -> None:
@@ -76,14 +78,8 @@ class Cluster:
         return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("GPU")]
 
     def stop(self) -> None:
-        for node in reversed(self.nodes):
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGTERM)
-        for node in self.nodes:
-            try:
-                node.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+        for node in reversed(self.nodes):  # workers first, the head last
+            stop_ray_node(node)
 
 
 @contextlib.contextmanager

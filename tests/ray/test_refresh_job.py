@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ray_processes import NO_DRAIN_ENV, stop_ray_node
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -38,7 +40,7 @@ def ray_head(tmp_path_factory):
     # Token authentication on, as on real clusters (cluster/): the head and this client share a fresh token.
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     os.environ.update(auth)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0", **NO_DRAIN_ENV}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -59,11 +61,7 @@ def ray_head(tmp_path_factory):
     yield address
     for key in auth:
         os.environ.pop(key, None)
-    os.killpg(head.pid, signal.SIGTERM)
-    try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
+    stop_ray_node(head)
     log.close()
 
 
