@@ -8,6 +8,7 @@
     factory report SNAPSHOT_DIR        rebuild a snapshot's HTML report
     factory jobs [--address A] [--wait ID]
     factory rl CONFIG [--set k=v]      GRPO on the teacher with the factory's verifiers as rewards
+    factory ablate CONFIG [--set k=v]  students under named data policies, compared with paired intervals
     factory tiny build [--out DIR]     build the tiny test models (default: into the cache)
     factory serve --model DIR          Gradio chat UI for a checkpoint
 """
@@ -63,11 +64,18 @@ def _distill(args, incremental: bool) -> int:
 
 
 def cmd_validate(args) -> int:
-    """Either kind of config: a distillation config, or an RL config with the distillation config it names."""
+    """Any kind of config: a distillation config, or an RL or ablation config with the distillation config it names."""
+    from factory.ablate.config import is_ablate_config, load_ablate_config
     from factory.config_paths import check_paths
     from factory.rl.config import is_rl_config, load_rl_config
 
-    if is_rl_config(args.config):
+    if is_ablate_config(args.config):
+        from factory.ablate.config import eval_config
+
+        ablate_cfg, cfg = load_ablate_config(args.config, tuple(args.overrides))
+        print(json.dumps(ablate_cfg.model_dump(mode="json"), indent=2))
+        cfg = eval_config(ablate_cfg, cfg)  # its held-out sets are checked as the evaluation's
+    elif is_rl_config(args.config):
         rl_cfg, cfg = load_rl_config(args.config, tuple(args.overrides))
         print(json.dumps(rl_cfg.model_dump(mode="json"), indent=2))
     else:
@@ -87,6 +95,12 @@ def cmd_rl(args) -> int:
     from factory.rl import rl_command
 
     return rl_command(args.config, tuple(args.overrides))
+
+
+def cmd_ablate(args) -> int:
+    from factory.ablate import ablate_command
+
+    return ablate_command(args.config, tuple(args.overrides), verbose=getattr(args, "verbose", False))
 
 
 def cmd_run(args) -> int:
@@ -152,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description="distill-factory")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn in (("validate", cmd_validate), ("run", cmd_run), ("rl", cmd_rl)):
+    for name, fn in (("validate", cmd_validate), ("run", cmd_run), ("rl", cmd_rl), ("ablate", cmd_ablate)):
         p = sub.add_parser(name)
         _config_args(p)
         p.set_defaults(fn=fn)

@@ -92,6 +92,18 @@ def score_table(table, math_timeout_s: float = 5.0) -> dict[str, Any]:
     return {**_scores(problems), "by_source": {source: _scores(part) for source, part in sorted(per_source.items())}}
 
 
+def problem_outcomes(table) -> dict[str, list[int]]:
+    """``{prompt_id: [judged, correct]}`` of verified eval rows: each problem's judged samples (verifier
+    and engine failures excluded, as in :func:`score_table`) and how many of them are correct."""
+    outcomes: dict[str, list[int]] = {}
+    for row in table.select(["prompt_id", "verdict", "gen_status"]).to_pylist():
+        counts = outcomes.setdefault(row["prompt_id"], [0, 0])
+        if _judged(row):
+            counts[0] += 1
+            counts[1] += row["verdict"] == "correct"
+    return dict(sorted(outcomes.items()))
+
+
 def _judged(row: dict) -> bool:
     return row["gen_status"] == "ok" and row["verdict"] not in (None, "error", "timeout")
 
@@ -209,9 +221,11 @@ class AnswerVoter:
         return sum(members[0]["verdict"] == "correct" for members in leaders) / len(leaders)
 
 
-def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool) -> dict[str, Any]:
+def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, student: bool,
+                   per_problem: bool = False) -> dict[str, Any]:
     """Generate on the held-out prompts with ``model`` and verify (the run's own generation and verify
-    stages, with the eval sampling), then score."""
+    stages, with the eval sampling), then score; ``per_problem`` adds each problem's outcome
+    (:func:`problem_outcomes`) under ``per_problem``."""
     import ray
 
     from factory.pipeline import run_small
@@ -233,6 +247,8 @@ def evaluate_model(cfg: FactoryConfig, name: str, model: str, prompts, *, studen
                   mean_completion_tokens=tokens / table.num_rows if table.num_rows else None,
                   **{f.key: stats.get(f.progress_stat) for f in FIELDS if f.progress_stat})
     log.info("eval %s (%s): %s", name, model, result)
+    if per_problem:
+        result["per_problem"] = problem_outcomes(table)
     return result
 
 

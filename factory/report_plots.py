@@ -3,7 +3,8 @@
 Contract: every function returns one self-contained ``<img src="data:image/png;base64,...">`` string
 (nothing is written to disk, no network access) with an ``alt`` text naming the chart. Callers pass
 plain Python lists; empty inputs are the caller's job (the report shows "not run" instead of a chart).
-Charts: overlaid :func:`histogram`, :func:`bars`, and :func:`lines` (a per-step curve, shared by the
+Charts: overlaid :func:`histogram`, :func:`bars`, :func:`intervals` (points with error bars: the ablation's
+per-policy accuracies and differences) and :func:`lines` (a per-step curve, shared by the
 training and RL sections).
 matplotlib is imported inside the functions so ``import factory.report`` stays light.
 """
@@ -91,4 +92,23 @@ def lines(values: list[float | None], title: str, xlabel: str, ylabel: str, x: l
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    return _to_img(fig, title)
+
+
+def intervals(labels: list[str], means: list[float], lows: list[float], highs: list[float], title: str,
+              xlabel: str, reference: float | None = None) -> str:
+    """One point per label with its interval as a horizontal error bar (a forest plot, top to bottom in
+    label order); ``reference`` draws a dashed vertical line (e.g. 0 for differences, or a baseline)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, max(2.4, 0.45 * len(labels) + 1.2)))
+    rows = list(range(len(labels)))
+    errors = [[m - lo for m, lo in zip(means, lows)], [hi - m for m, hi in zip(means, highs)]]
+    ax.errorbar(means, rows, xerr=errors, fmt="o", color=FALLBACK_COLORS[0], ecolor=FALLBACK_COLORS[0], capsize=4)
+    if reference is not None:
+        ax.axvline(reference, color=FALLBACK_COLORS[1], linestyle="--", linewidth=1)
+    ax.set_yticks(rows, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
     return _to_img(fig, title)

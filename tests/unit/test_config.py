@@ -18,9 +18,12 @@ def test_configs_folder_is_not_empty():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
 def test_every_shipped_config_validates(path):
+    from factory.ablate.config import is_ablate_config, load_ablate_config
     from factory.rl.config import is_rl_config, load_rl_config
 
-    if is_rl_config(path):
+    if is_ablate_config(path):
+        load_ablate_config(path)  # an ablation config, and the distillation config it names
+    elif is_rl_config(path):
         load_rl_config(path)  # an RL config, and the distillation config it names
     else:
         load_config(path)
