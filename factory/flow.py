@@ -36,7 +36,7 @@ from factory.models import configured_models, prepare_tiny_models
 from factory.paths import MANIFEST, REPORT, RUN_SUMMARY, run_dir
 from factory.pipeline import Pipeline, RunContext, StageRecord, new_meter
 from factory.reuse import plan_reuse
-from factory.rows import kept_rows, with_filter_columns
+from factory.rows import kept_rows
 from factory.runtime import ray_session
 from factory.stage_lines import StageLines, ended
 from factory.schema import DATASET_SCHEMA, PROMPT_FIELDS
@@ -99,23 +99,21 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
     """The data half: prompts → committed snapshot (steps 1–5 of the module docstring). With
     ``parent`` (a committed Snapshot: incremental refresh) prompts whose generation key it already
     holds are carried over, and new rows are deduplicated against the carried rows' signatures."""
-    import ray
-
     started = time.perf_counter()
     prompts = ingest(cfg.prompts)
     ingest_s = time.perf_counter() - started
-    if "code" in set(prompts.table.column("task").to_pylist()):
+    if "code" in prompts.tasks:
         check_code_sandbox(cfg.verify)  # before any teacher compute: a sandbox that cannot run code stops the run
-    plan = plan_reuse(cfg, prompts.table, parent)
+    plan = plan_reuse(cfg, prompts.data, parent)  # a Table, or a Ray Dataset for large files (stages/ingest)
     run = RunContext(run_dir=str(run_dir(cfg)), meter=new_meter(), extras={"prior_signatures": plan.prior_signatures()})
     prompt_side = Pipeline(PROMPT_STAGES, cfg, run)
     generation, scoring = Pipeline(GENERATION, cfg, run), Pipeline(SCORING_STAGES, cfg, run)
     prompt_side.check(PROMPT_COLUMNS)
     scoring.check(generation.check(PROMPT_COLUMNS))
     skipped = f", {sum(prompts.skipped.values())} bad rows skipped" if prompts.skipped else ""
-    say(f"✓ ingest: {prompts.table.num_rows} prompts from {len(cfg.prompts.sources)} source(s){skipped}"
+    say(f"✓ ingest: {prompts.num_rows} prompts from {len(cfg.prompts.sources)} source(s){skipped}"
         + (f"; {plan.counts['prompts_reused']} already in {plan.parent_version}" if plan.parent else ""))
-    checked = prompt_side.apply(ray.data.from_arrow(with_filter_columns(plan.todo)))
+    checked = prompt_side.apply(plan.todo_dataset())
     with StageLines(run.meter, [stage.name for stage in prompt_side.stages]):
         # Barrier: the generation ETA needs the number of prompts to generate.
         todo = checked.map_batches(kept_rows, batch_format="pyarrow").select_columns(
@@ -139,8 +137,8 @@ def build_snapshot(cfg: FactoryConfig, parent=None) -> tuple[Any, dict]:
         commit = {"name": "commit", "rows_in": sink.counts["kept"] + sink.counts["dropped"],
                   "rows_out": sink.counts["kept"], "wall_s": round(time.perf_counter() - started, 3)}
         ingest_record = StageRecord(name="ingest", section="prompts", barrier=None, requires=[],
-                                    adds=sorted(PROMPT_COLUMNS), rows_out=prompts.table.num_rows,
-                                    kept_out=prompts.table.num_rows, busy_s=round(ingest_s, 3),
+                                    adds=sorted(PROMPT_COLUMNS), rows_out=prompts.num_rows,
+                                    kept_out=prompts.num_rows, busy_s=round(ingest_s, 3),
                                     drops={key.split(":", 1)[1]: n for key, n in sorted(prompts.skipped.items())})
         records = [ingest_record] + prompt_side.records() + generation.records() + scoring.records()
         snapshot = staged.commit(_manifest(cfg, records, 1 + len(prompt_side.stages), commit, plan))

@@ -61,20 +61,42 @@ def scoring_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(scoring_identity(cfg), sort_keys=True).encode()).hexdigest()
 
 
-def wanted_keys(cfg, prompts: pa.Table) -> list[str]:
-    """The generation key of every prompt under this run's generation config."""
-    from factory.stages.generate.config import gen_key, generation_config_hash
+def wanted_keys(cfg, prompts) -> pa.Array:
+    """The generation key of every prompt under this run's generation config. ``prompts``: a pyarrow
+    Table, or a Ray Dataset (large prompt sets: the keys are computed in its tasks and only the key
+    column comes to the driver, in the dataset's order)."""
+    from factory.stages.generate.config import generation_config_hash
 
     config_hash = generation_config_hash(cfg.generation)
-    return [gen_key(config_hash, p) for p in prompts.column("prompt").to_pylist()]
+    if isinstance(prompts, pa.Table):
+        return _with_keys(prompts, config_hash)["gen_key"].combine_chunks()
+    from factory.rows import collect
+
+    keyed = prompts.map_batches(_with_keys, batch_format="pyarrow", fn_kwargs={"config_hash": config_hash})
+    return collect(keyed.select_columns(["gen_key"]))["gen_key"].combine_chunks()
+
+
+def _with_keys(batch: pa.Table, config_hash: str) -> pa.Table:
+    from factory.stages.generate.config import gen_key
+
+    keys = pa.array([gen_key(config_hash, p) for p in batch.column("prompt").to_pylist()], pa.string())
+    return batch.append_column("gen_key", keys)
+
+
+def _not_known(batch: pa.Table, config_hash: str, known) -> pa.Table:
+    """The prompts of ``batch`` whose generation key is not in ``known`` (an object ref to a key array)."""
+    import ray
+
+    keyed = _with_keys(batch, config_hash)
+    return batch.filter(pc.invert(pc.is_in(keyed["gen_key"], value_set=ray.get(known))))
 
 
 @dataclass
 class ReusePlan:
     """What a run generates, and what it carries over from its parent (module docstring)."""
 
-    todo: pa.Table
-    """Prompts to generate (PROMPT_SCHEMA)."""
+    todo: object
+    """Prompts to generate (PROMPT_SCHEMA): a pyarrow Table, or a Ray Dataset when ingest read in Ray Data."""
     parent: object | None = None
     """The parent Snapshot, or None for a fresh run."""
     keys: pa.Array | None = None
@@ -86,6 +108,14 @@ class ReusePlan:
     @property
     def parent_version(self) -> str | None:
         return self.parent.version if self.parent is not None else None
+
+    def todo_dataset(self):
+        """:attr:`todo` as a Ray Dataset with the filter columns, for the prompt-side stages."""
+        import ray
+
+        if isinstance(self.todo, pa.Table):
+            return ray.data.from_arrow(with_filter_columns(self.todo))
+        return self.todo.map_batches(with_filter_columns, batch_format="pyarrow")
 
     def summary(self) -> dict:
         return {"parent": self.parent_version, **self.counts, "rechecked_because": self.recheck or None}
@@ -154,26 +184,38 @@ def _cleared(batch: pa.Table, keep_verdicts: bool = False) -> pa.Table:
     return cleared
 
 
-def plan_reuse(cfg, prompts: pa.Table, parent) -> ReusePlan:
-    """Split ``prompts`` into those to generate and the parent keys to carry (module docstring)."""
+def plan_reuse(cfg, prompts, parent) -> ReusePlan:
+    """Split ``prompts`` (a pyarrow Table, or a Ray Dataset) into those to generate and the parent keys
+    to carry (module docstring). The driver holds key columns only: the parent's and, for a Ray Dataset,
+    the wanted ones; the prompts to generate stay a lazy filter of that dataset."""
+    total = prompts.num_rows if isinstance(prompts, pa.Table) else None
     if parent is None:
-        return ReusePlan(todo=prompts, counts={"prompts_new": prompts.num_rows, "prompts_reused": 0,
+        total = total if total is not None else prompts.count()
+        return ReusePlan(todo=prompts, counts={"prompts_new": total, "prompts_reused": 0,
                                                "rows_carried": 0, "rows_rechecked": 0})
-    keys = wanted_keys(cfg, prompts)
+    wanted = wanted_keys(cfg, prompts)
     parent_keys = parent.read(columns=["gen_key"])["gen_key"]
     dropped_keys = (parent.read_side("dropped", columns=["gen_key"])["gen_key"]
                     if "dropped" in parent.side_tables() else pa.chunked_array([], pa.string()))
     known = pa.concat_arrays([parent_keys.combine_chunks(), dropped_keys.combine_chunks()])
-    wanted = pa.array(keys, pa.string())
     done = pc.is_in(wanted, value_set=known)
-    todo = prompts.filter(pc.invert(done))
+    new = len(wanted) - int(pc.sum(done).as_py() or 0)
+    if isinstance(prompts, pa.Table):
+        todo = prompts.filter(pc.invert(done))
+    else:
+        import ray
+
+        from factory.stages.generate.config import generation_config_hash
+
+        todo = prompts.map_batches(_not_known, batch_format="pyarrow", fn_kwargs={
+            "config_hash": generation_config_hash(cfg.generation), "known": ray.put(known)})
     carried = wanted.filter(done).unique()
     recheck = _recheck_reasons(cfg, parent)
     carried_rows = int(pc.sum(pc.is_in(parent_keys, value_set=carried)).as_py() or 0)
     carried_dropped = int(pc.sum(pc.is_in(dropped_keys, value_set=carried)).as_py() or 0)
     counts = {
-        "prompts_new": todo.num_rows,
-        "prompts_reused": prompts.num_rows - todo.num_rows,
+        "prompts_new": new,
+        "prompts_reused": len(wanted) - new,
         "rows_carried": carried_rows,
         "dropped_rows_carried": carried_dropped,
         "rows_not_carried": len(parent_keys) - carried_rows,

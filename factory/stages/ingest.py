@@ -21,25 +21,27 @@ Contract:
   corrupt gzip stream, a UTF-16 file, not a ``save_to_disk`` directory) raises :class:`PromptValidationError` in
   either mode (``unreadable_source``), with the row it broke at: skipping the rest of a source is
   never silent. A missing path raises FileNotFoundError naming the source.
-- Ingestion runs on the driver, streaming each file once in batches: Parquet and HF sources are
-  read one record batch at a time (only the configured columns), and accepted rows are packed into
-  Arrow batches as they come, so Python objects exist for one batch at a time. Nothing is written.
-Not covered: running ingestion itself in Ray Data (the result is one in-memory Arrow table).
+- Where it runs. A JSONL or Parquet file of at least ``ray_min_bytes`` (:data:`RAY_MIN_BYTES`), read
+  while Ray is up and without ``limit``, is read and validated in Ray Data tasks
+  (:mod:`factory.stages.ingest_ray`): its rows stay in the object store, and the driver holds only
+  ``prompt_id``, row number and problem per row (O(N x id): the duplicate-id step below and the
+  problem list need them). Every other source (small files, ``limit`` — a prefix, read until it is
+  full —, HF ``save_to_disk`` directories, the synthetic task, or no Ray) is read on the driver,
+  streaming the file once in batches, accepted rows packed into Arrow batches as they come. Both
+  paths apply the same per-row rules (:mod:`factory.stages.ingest_rows`) and name the same rows.
+- Duplicate ids are one global step on the driver, in source order then row order: the first
+  accepted row of an id wins, later ones are ``duplicate_id`` naming it. Nothing is written.
+Not covered: a prompt set too large for one driver's id dictionary (~150 B per prompt: ~1.5 GB at
+10M prompts) — the duplicate step would become a Ray Data groupby by ``prompt_id``.
 """
 
 from __future__ import annotations
 
-import codecs
-import gzip
-import hashlib
-import json
-import math
-import re
-import zlib
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Iterator, Literal
 
 import pyarrow as pa
 from pydantic import model_validator
@@ -47,14 +49,14 @@ from pydantic import model_validator
 from factory.data_files import resolve
 from factory.schema import PROMPT_SCHEMA
 from factory.sections import Section
+from factory.stages.ingest_rows import (READ_BATCH_ROWS, ROW_PROBLEMS, Unreadable, content_id, convert, open_table,
+                                        rows_batches, rows_jsonl)
 
+__all__ = ["READ_BATCH_ROWS", "RAY_MIN_BYTES", "ROW_PROBLEMS", "IngestResult", "PromptSource", "PromptValidationError",
+           "PromptsConfig", "content_id", "heldout_prompts", "ingest"]
 TaskType = Literal["math", "code", "logic"]
-_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
-ROW_PROBLEMS = ("invalid_utf8", "invalid_json", "not_object", "missing_field", "not_text", "invalid_text",
-                "empty_prompt", "empty_field", "bad_reference", "duplicate_id")
-"""Every reason a single row can be rejected for (the ``ingest:<reason>`` counter keys)."""
-READ_BATCH_ROWS = 8192
-"""Rows per record batch read from a Parquet/HF source and per packed batch of accepted rows."""
+RAY_MIN_BYTES = 64 * 2**20
+"""Files at least this large are read and validated in Ray Data tasks (module docstring)."""
 
 
 class PromptSource(Section):
@@ -138,71 +140,60 @@ class PromptValidationError(ValueError):
         self.problems = problems
 
 
-class _Unreadable(Exception):
-    """A source's reader failed part-way; ``args[0]`` says where and why."""
-
-
 @dataclass
 class IngestResult:
     """The validated prompts plus what was skipped and why."""
 
-    table: pa.Table
+    parts: list = field(default_factory=list)
+    """One per source with rows: a pyarrow Table (read on the driver) or a Ray Dataset (read in Ray Data)."""
+    num_rows: int = 0
+    tasks: set = field(default_factory=set)
+    """The task types of the accepted rows (each source has one)."""
     skipped: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def data(self):
+        """All prompts: a pyarrow Table when every source was read on the driver, else one Ray Dataset."""
+        tables = [part for part in self.parts if isinstance(part, pa.Table)]
+        if len(tables) == len(self.parts):
+            return pa.concat_tables(tables) if tables else PROMPT_SCHEMA.empty_table()
+        import ray
 
-def content_id(task: str, prompt: str) -> str:
-    """Stable id of a prompt that has none: a hash of its task and text."""
-    return "p-" + hashlib.sha1(f"{task}\0{prompt}".encode()).hexdigest()[:16]
+        datasets = [ray.data.from_arrow(part) if isinstance(part, pa.Table) else part for part in self.parts]
+        return datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
 
+    @property
+    def table(self) -> pa.Table:
+        """All prompts as one in-memory table, in source then row order (for small sets: held-out sets,
+        tests; the flow uses :attr:`data`)."""
+        from factory.rows import collect
 
-def _parse_line(raw: bytes) -> dict | str:
-    """One JSONL line → its object, or the reason it is not one."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return f"invalid_utf8: {e.reason} at byte {e.start}"
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        return f"invalid_json: {e.msg} at column {e.colno}"
-    except RecursionError:
-        return "invalid_json: nested too deeply"
-    except ValueError as e:  # e.g. an integer literal past Python's digit limit
-        return f"invalid_json: {e}"
-    return record if isinstance(record, dict) else f"not_object: the row has type {_kind(record)}, not object"
+        tables = [part if isinstance(part, pa.Table) else collect(part).sort_by("source_row") for part in self.parts]
+        return pa.concat_tables(tables).cast(PROMPT_SCHEMA) if tables else PROMPT_SCHEMA.empty_table()
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict | str]]:
-    """Yield (row number, record) or (row number, reason) without stopping at a bad line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    number = 0
-    try:
-        with opener(path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                if number == 1 and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                    raise _Unreadable("unreadable_source: the file is UTF-16 (its byte-order mark says so); "
-                                      "re-encode it as UTF-8")
-                if number == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)
-                if raw.strip():
-                    yield number, _parse_line(raw)
-    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise _Unreadable(f"unreadable_source: {type(e).__name__}: {e} (after row {number})") from e
+class _Ledger:
+    """The global part of validation, in source then row order: the first accepted row of every id, the
+    problems in order and the skip counts. Holds one small int per accepted id, never text."""
+
+    def __init__(self, names: list[str]):
+        self.names, self.seen, self.problems, self.skipped = names, {}, [], Counter()
+
+    def admit(self, index: int, number: int, prompt_id: str | None, problem: str | None) -> bool:
+        """Whether row ``number`` of source ``index`` is accepted (``problem``: its own, or None)."""
+        if problem is None and prompt_id in self.seen:
+            first = self.seen[prompt_id]
+            problem = f"duplicate_id: {prompt_id} (first at {self.names[first >> 40]} row {first & (2**40 - 1)})"
+        if problem is not None:
+            self.problems.append(f"{self.names[index]} row {number}: {problem}")
+            self.skipped["ingest:" + problem.split(":", 1)[0]] += 1
+            return False
+        self.seen[prompt_id] = index << 40 | number
+        return True
 
 
-def _rows_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, dict | str]]:
-    number = 0
-    try:
-        for batch in batches:
-            for record in batch.to_pylist():
-                number += 1
-                yield number, record
-    except Exception as e:  # any failure of the file reader means the rest of the source is lost
-        raise _Unreadable(f"unreadable_source: {type(e).__name__}: {e} (after row {number})") from e
-
-
-def _records(source: PromptSource) -> Iterator[tuple[int, dict | str]]:
+def _records(source: PromptSource, path: Path | None) -> Iterator[tuple[int, dict | str]]:
     if source.kind == "synthetic":
         from factory import synthetic
 
@@ -211,147 +202,93 @@ def _records(source: PromptSource) -> Iterator[tuple[int, dict | str]]:
             for row in problems:
                 row["prompt"] = synthetic.reword(row["prompt"], source.synthetic_seed)
                 row["prompt_id"] = synthetic.prompt_id(row["prompt"])
-        return _rows_batches(iter(pa.Table.from_pylist(problems).to_batches()))
-    path = resolve(source.path)
-    if not path.exists():
-        raise FileNotFoundError(f"prompt source {source.name!r}: {path} does not exist")
+        return rows_batches(iter(pa.Table.from_pylist(problems).to_batches()))
     if source.kind == "jsonl":
-        return _rows_jsonl(path)
+        return rows_jsonl(path)
     try:
-        batches = _open_table(source, path)
+        batches = open_table(source, path)
     except Exception as e:  # not Parquet / not a save_to_disk directory: the whole source is unreadable
-        raise _Unreadable(f"unreadable_source: {type(e).__name__}: {e}") from e
-    return _rows_batches(batches)
+        raise Unreadable(f"unreadable_source: {type(e).__name__}: {e}") from e
+    return rows_batches(batches)
 
 
-def _open_table(source: PromptSource, path: Path) -> Iterator[pa.RecordBatch]:
-    """Record batches of the configured columns that the file has (an absent one is a per-row problem)."""
-    if source.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(path)
-        columns = [name for name in source.fields() if name in parquet.schema_arrow.names]
-        return parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
-    from datasets import Dataset, load_from_disk  # hf_disk
-
-    dataset = load_from_disk(str(path))
-    if not isinstance(dataset, Dataset):
-        raise ValueError(f"{path} holds a {type(dataset).__name__}; point path at one split's directory")
-    table = dataset.data.table
-    table = table.select([name for name in source.fields() if name in table.column_names])
-    return iter(table.to_batches(max_chunksize=READ_BATCH_ROWS))
-
-
-def _kind(value: Any) -> str:
-    """A value's type in the words of the file formats (JSON's, else Python's)."""
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, (bytes, bytearray)):
-        return "binary"
-    return type(value).__name__
-
-
-class _Bad(Exception):
-    """A row's problem (the reason text); raised by the field readers, caught per row."""
-
-
-def _text(record: dict, name: str | None, *, required: bool, numbers: tuple[type, ...] = ()) -> str | None:
-    """The text of field ``name`` (None when unconfigured, or null and not ``required``)."""
-    if not name:
-        return None
-    if name not in record:
-        raise _Bad(f"missing_field: {name}")
-    value = record[name]
-    if value is None:
-        if required:
-            raise _Bad(f"missing_field: {name} is null")
-        return None
-    finite = not isinstance(value, float) or math.isfinite(value)
-    if isinstance(value, numbers) and not isinstance(value, bool) and finite:
-        value = str(value)
-    if not isinstance(value, str):
-        raise _Bad(f"not_text: {name} has type {_kind(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise _Bad(f"invalid_text: {name} has an unpaired surrogate U+{ord(value[e.start]):04X} at character {e.start}")
-    return value
-
-
-def _convert(source: PromptSource, number: int, record: dict) -> dict | str:
-    """One record → a prompt row, or the reason it is bad."""
-    if source.kind == "synthetic":  # the generator's own field names
-        source = source.model_copy(update={"id_field": "prompt_id", "reference_field": "reference"})
-    try:
-        prompt = _text(record, source.prompt_field, required=True)
-        if not prompt.strip():
-            raise _Bad(f"empty_prompt: {source.prompt_field}")
-        given_id = _text(record, source.id_field, required=True, numbers=(int,))
-        if given_id is not None and not given_id.strip():
-            raise _Bad(f"empty_field: {source.id_field}")
-        reference = _text(record, source.reference_field, required=False, numbers=(int, float))
-        if reference is not None and source.reference_format == "gsm8k":
-            match = _GSM8K_ANSWER.search(reference)
-            if not match:
-                raise _Bad(f"bad_reference: no '####' in {source.reference_field}")
-            reference = match.group(1).replace(",", "")
-        tests = _text(record, source.tests_field, required=source.task == "code")
-        entry_point = _text(record, source.entry_point_field, required=False)
-    except _Bad as bad:
-        return str(bad)
-    return {
-        "prompt_id": given_id or content_id(source.task, prompt),
-        "task": source.task,
-        "prompt": prompt,
-        "reference": reference,
-        "tests": tests,
-        "entry_point": entry_point,
-        "source": source.name,
-        "source_row": number,
-    }
-
-
-def ingest(cfg: PromptsConfig) -> IngestResult:
-    """Read and validate every source (see the module docstring). Raises PromptValidationError
-    (mode ``fail``, or an unreadable source) or skips bad rows with counted reasons (mode ``skip``)."""
+def _on_driver(source: PromptSource, index: int, path: Path | None, ledger: _Ledger) -> tuple[pa.Table, int]:
+    """Read and validate one source in this process (small files, prefixes, HF, synthetic)."""
     batches: list[pa.RecordBatch] = []
     pending: list[dict] = []
-    seen: dict[str, str] = {}
-    problems: list[str] = []
-    skipped: Counter = Counter()
-    for source in cfg.sources:
-        taken = 0
-        try:
-            for number, record in _records(source):
-                if source.limit is not None and taken >= source.limit:
-                    break
-                row = record if isinstance(record, str) else _convert(source, number, record)
-                if isinstance(row, dict) and row["prompt_id"] in seen:
-                    row = f"duplicate_id: {row['prompt_id']} (first at {seen[row['prompt_id']]})"
-                if isinstance(row, str):
-                    problems.append(f"{source.name} row {number}: {row}")
-                    skipped["ingest:" + row.split(":", 1)[0]] += 1
-                    continue
-                seen[row["prompt_id"]] = f"{source.name} row {number}"
-                pending.append(row)
-                taken += 1
-                if len(pending) == READ_BATCH_ROWS:
-                    batches.append(pa.RecordBatch.from_pylist(pending, schema=PROMPT_SCHEMA))
-                    pending = []
-        except _Unreadable as unreadable:
-            raise PromptValidationError(problems + [f"{source.name}: {unreadable}"]) from unreadable.__cause__
-    if problems and cfg.on_bad_row == "fail":
-        raise PromptValidationError(problems)
+    taken = 0
+    for number, record in _records(source, path):
+        if source.limit is not None and taken >= source.limit:
+            break
+        row = convert(source, number, record)
+        problem = row if isinstance(row, str) else None
+        if not ledger.admit(index, number, None if problem else row["prompt_id"], problem):
+            continue
+        pending.append(row)
+        taken += 1
+        if len(pending) == READ_BATCH_ROWS:
+            batches.append(pa.RecordBatch.from_pylist(pending, schema=PROMPT_SCHEMA))
+            pending = []
     batches.append(pa.RecordBatch.from_pylist(pending, schema=PROMPT_SCHEMA))
-    return IngestResult(table=pa.Table.from_batches(batches, schema=PROMPT_SCHEMA), skipped=skipped, problems=problems)
+    return pa.Table.from_batches(batches, schema=PROMPT_SCHEMA), taken
+
+
+def _in_ray(source: PromptSource, index: int, path: Path, ledger: _Ledger, chunk_bytes: int):
+    """Read and validate one large file in Ray Data tasks; only ids, row numbers and problems come here."""
+    from factory.stages import ingest_ray
+
+    checked = ingest_ray.read_source(source, path, chunk_bytes)
+    rejected, taken = [], 0
+    for number, prompt_id, problem in ingest_ray.keys(checked):
+        if problem is not None and problem.startswith("unreadable_source"):
+            raise Unreadable(problem)
+        if ledger.admit(index, number, prompt_id, problem):
+            taken += 1
+        elif problem is None:
+            rejected.append(number)  # a duplicate id: the task could not know
+    return ingest_ray.accepted(checked, rejected), taken
+
+
+def _uses_ray(source: PromptSource, path: Path | None, ray_min_bytes: float) -> bool:
+    if source.kind not in ("jsonl", "parquet") or source.limit is not None:
+        return False
+    if "ray" not in sys.modules or path.stat().st_size < ray_min_bytes:
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def ingest(cfg: PromptsConfig, *, ray_min_bytes: float | None = None, chunk_bytes: int | None = None) -> IngestResult:
+    """Read and validate every source (see the module docstring). Raises PromptValidationError
+    (mode ``fail``, or an unreadable source) or skips bad rows with counted reasons (mode ``skip``).
+    ``ray_min_bytes``: None is :data:`RAY_MIN_BYTES` (read at call time), ``math.inf`` reads every source
+    on the driver; ``chunk_bytes``: bytes per Ray Data task (None: ``ingest_ray.CHUNK_BYTES``)."""
+    from factory.stages.ingest_ray import CHUNK_BYTES
+
+    ray_min_bytes = RAY_MIN_BYTES if ray_min_bytes is None else ray_min_bytes
+    ledger = _Ledger([source.name for source in cfg.sources])
+    result = IngestResult(skipped=ledger.skipped, problems=ledger.problems)
+    for index, source in enumerate(cfg.sources):
+        path = None
+        if source.kind != "synthetic":
+            path = resolve(source.path)
+            if not path.exists():
+                raise FileNotFoundError(f"prompt source {source.name!r}: {path} does not exist")
+        try:
+            if _uses_ray(source, path, ray_min_bytes):
+                part, taken = _in_ray(source, index, path, ledger, chunk_bytes or CHUNK_BYTES)
+            else:
+                part, taken = _on_driver(source, index, path, ledger)
+        except Unreadable as unreadable:
+            raise PromptValidationError(ledger.problems + [f"{source.name}: {unreadable}"]) from unreadable.__cause__
+        if taken:
+            result.parts.append(part)
+            result.num_rows += taken
+            result.tasks.add(source.task)
+    if ledger.problems and cfg.on_bad_row == "fail":
+        raise PromptValidationError(ledger.problems)
+    return result
 
 
 def heldout_prompts(cfg) -> pa.Table:

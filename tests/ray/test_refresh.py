@@ -35,7 +35,15 @@ def _config(tmp: Path, max_per_prompt: int, eval_file: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, ray_local):
     """Three runs into one store: v1 on 120 prompts; v2 with 12 more prompts, scoring unchanged; v3 with
-    max_per_prompt 2 → 4 and an eval set that now holds one carried prompt."""
+    max_per_prompt 2 → 4 and an eval set that now holds one carried prompt. The prompt file is read by
+    ingest's Ray Data path (the large-file path, its threshold lowered to 0), so the refresh plans reuse
+    over a Ray Dataset of prompts; the driver path has the unit tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("factory.stages.ingest.RAY_MIN_BYTES", 0)
+        yield _runs(tmp_path_factory)
+
+
+def _runs(tmp_path_factory):
     from factory import tiny
     from factory.config import parse_config
     from factory.flow import build_snapshot
