@@ -7,11 +7,15 @@ around ``--median-words`` with a tail to ``--max-words``; wrong, truncated, malf
 and near-duplicate chains) are written in the generation checkpoint format, chunk by chunk, so the real path runs
 from there: verify (math-verify), reward off, infra/quality/language/rejection filters, dedup (exact + MinHash),
 decontamination, the streaming commit; then `factory refresh` with 10% new prompts (their samples also
-pre-written), which carries the parent's rows. It prints, per N, the wall seconds of both runs, each stage's
-busy seconds and rows/s, the peak RSS of the driver and of every other process of the Ray session by role, and
-the object-store bytes spilled; then the growth ratio per doubling of N. The issue's goals: total time per
-doubling <= 2.3x, every process's peak RSS at the largest N <= 1.25x its value at the smallest, every CPU stage
-except verify >= 2,000 rows/s at the largest N.
+pre-written), which carries the parent's rows. It prints first the standalone math-verify rate per core
+(:func:`verify_baseline`, the verify goal's reference, measured in the same process and run), then per N the
+wall seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver and of every other
+process of the Ray session by role (the largest process of each role, and how many there were), the object
+store's peak use and the bytes spilled and restored; then the growth ratio per doubling of N and the goals,
+met or not. The issue's goals: total time per doubling <= 2.3x, every process's peak RSS at the largest N <=
+1.25x its value at the smallest, every CPU stage except verify >= 2,000 rows/s at the largest N, verify >= 0.8x
+the standalone rate per core x cores (compared per core: rows per busy second, busy seconds being summed over
+workers).
 """
 
 from __future__ import annotations
@@ -50,16 +54,22 @@ def _role(proc) -> str:
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS per role over this process and all its descendants, sampled every ``interval`` s."""
+    """Peak RSS per process (this one and all its descendants: raylet, gcs, every Ray worker and actor,
+    the math-verify children), reported per role as the largest process of that role, sampled every
+    ``interval`` s; and, while Ray is up, the object store's peak bytes in use and the bytes spilled
+    (the raylet's store stats: cumulative per session, so the peak over the run is the run's spill)."""
 
     def __init__(self, interval: float = 0.5):
         super().__init__(daemon=True)
-        self.interval, self.peaks, self._done = interval, defaultdict(int), threading.Event()
+        self.interval, self._done = interval, threading.Event()
+        self.peaks: dict[str, int] = defaultdict(int)
+        self.processes: dict[str, set] = defaultdict(set)
+        self.store = {"used_peak": 0, "spilled": 0, "restored": 0}
 
     def run(self) -> None:
         import psutil
 
-        me = psutil.Process()
+        me, tick = psutil.Process(), 0
         while not self._done.is_set():
             for proc in [me] + me.children(recursive=True):
                 try:
@@ -68,12 +78,54 @@ class RssSampler(threading.Thread):
                     continue
                 role = _role(proc)
                 self.peaks[role] = max(self.peaks[role], rss)
+                self.processes[role].add(proc.pid)
+            if tick % 4 == 0:
+                self._store_stats()
+            tick += 1
             self._done.wait(self.interval)
 
-    def stop(self) -> dict:
+    def _store_stats(self) -> None:
+        try:
+            import ray
+            from ray._private.internal_api import node_stats
+
+            if not ray.is_initialized():
+                return
+            node = next(n for n in ray.nodes() if n["Alive"])
+            stats = node_stats(node["NodeManagerAddress"], node["NodeManagerPort"], include_memory_info=False).store_stats
+        except Exception:  # Ray starting or stopping between two samples
+            return
+        self.store["used_peak"] = max(self.store["used_peak"], stats.object_store_bytes_used)
+        self.store["spilled"] = max(self.store["spilled"], stats.spilled_bytes_total)
+        self.store["restored"] = max(self.store["restored"], stats.restored_bytes_total)
+
+    def stop(self) -> tuple[dict, dict, dict]:
         self._done.set()
         self.join()
-        return dict(self.peaks)
+        return dict(self.peaks), {role: len(pids) for role, pids in self.processes.items()}, dict(self.store)
+
+
+def verify_baseline(median_words: int, max_words: int, seconds: float = 20.0) -> dict:
+    """The standalone math-verify rate on one core: :func:`judge_math` (answer extraction, parse, verify) in
+    this process over this benchmark's own synthetic samples, no Ray, no child process; the issue's goal
+    for the verify stage is >= 0.8 x this rate per core x cores."""
+    from factory import synthetic_samples
+    from factory.think import split_completion
+    from factory.verifiers.math_verifier import judge_math
+
+    prompt_rows = synthetic_samples.prompts(400, seed=EVAL_SEED + 2)
+    pairs = [(split_completion(s["completion"])[1], row["answer"]) for row, samples in
+             zip(prompt_rows, synthetic_samples.sample_rows(prompt_rows, n=SAMPLES_PER_PROMPT, seed=EVAL_SEED,
+                                                             median_words=median_words, max_words=max_words))
+             for s in samples]
+    judge_math(*pairs[0])  # imports sympy/latex2sympy outside the clock
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        judge_math(*pairs[done % len(pairs)])
+        done += 1
+    elapsed = time.perf_counter() - started
+    return {"samples": done, "seconds": round(elapsed, 1), "rows_per_s_per_core": round(done / elapsed, 1),
+            "cores": os.cpu_count()}
 
 
 def _config(tmp: Path, tokenizer_dir: Path) -> dict:
@@ -114,11 +166,6 @@ def _write_generation(cfg, prompt_rows: list[dict], median_words: int, max_words
         synthetic_samples.write_checkpoint(chunk, samples, cfg.generation, str(run_dir(cfg) / "generation"))
 
 
-def _spilled_bytes() -> int:
-    root = Path(tempfile.gettempdir()) / "ray" / "session_latest" / "ray_spilled_objects"
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
-
-
 def _timed_run(cfg, incremental: bool) -> dict:
     from factory.flow import run_distill
 
@@ -127,10 +174,12 @@ def _timed_run(cfg, incremental: bool) -> dict:
     started = time.perf_counter()
     summary = run_distill(cfg, incremental=incremental)
     seconds = time.perf_counter() - started
-    peaks = sampler.stop()
+    peaks, processes, store = sampler.stop()
     stages = {s["name"]: {"rows_in": s.get("rows_in"), "rows_out": s.get("rows_out"), "busy_s": s.get("busy_s"),
                           "wall_s": s.get("wall_s")} for s in summary.stages}
     return {"seconds": round(seconds, 1), "stages": stages, "peak_rss_mb": {k: round(v / 2**20) for k, v in peaks.items()},
+            "processes": processes, "object_store_peak_mb": round(store["used_peak"] / 2**20),
+            "spilled_mb": round(store["spilled"] / 2**20), "restored_mb": round(store["restored"] / 2**20),
             "kept": json.loads(Path(summary.manifest).read_text())["num_rows"]}
 
 
@@ -150,7 +199,6 @@ def measure(n_samples: int, median_words: int, max_words: int) -> dict:
         _write_generation(cfg, prompt_rows, median_words, max_words)
         prepared = time.perf_counter() - started
         first = _timed_run(cfg, incremental=False)
-        first["spilled_mb"] = round(_spilled_bytes() / 2**20)
         extra = synthetic_samples.prompts(len(prompt_rows) // 10, seed=EVAL_SEED + 1)
         extra = [{**row, "id": f"new-{row['id']}"} for row in extra]
         synthetic_samples.write_prompts_jsonl(prompt_rows + extra, tmp / "prompts.jsonl")
@@ -159,19 +207,50 @@ def measure(n_samples: int, median_words: int, max_words: int) -> dict:
     return {"n": n_samples, "prepare_s": round(prepared, 1), "run": first, "refresh": refresh}
 
 
-def _growth(results: list[dict]) -> dict:
+def _rates(run: dict) -> dict:
+    """Per stage: rows per busy second (busy seconds are summed over workers, so this is a per-core rate)
+    and rows per second of the stage's span (first input to last output, overlapping other stages)."""
+    rates = {}
+    for name, stage in run["stages"].items():
+        if stage.get("rows_in"):
+            rates[name] = {"per_busy_s": round(stage["rows_in"] / stage["busy_s"]) if stage.get("busy_s") else None,
+                           "per_span_s": round(stage["rows_in"] / stage["wall_s"]) if stage.get("wall_s") else None}
+    return rates
+
+
+def _growth(results: list[dict], baseline: dict) -> dict:
     pairs = list(zip(results, results[1:]))
     total = [round((b["run"]["seconds"] + b["refresh"]["seconds"]) / (a["run"]["seconds"] + a["refresh"]["seconds"]), 2)
              for a, b in pairs]
+    stage_growth = {}
+    for name in results[-1]["run"]["stages"]:
+        busy = [r["run"]["stages"].get(name, {}).get("busy_s") or 0 for r in results]
+        if all(busy):
+            stage_growth[name] = [round(b / a, 2) for a, b in zip(busy, busy[1:])]
     first, last = results[0], results[-1]
-    roles = set(first["run"]["peak_rss_mb"]) & set(last["run"]["peak_rss_mb"])
-    rss = {role: round(max(last["run"]["peak_rss_mb"][role], last["refresh"]["peak_rss_mb"].get(role, 0))
-                       / max(first["run"]["peak_rss_mb"][role], 1), 2) for role in sorted(roles)}
-    rates = {}
-    for name, stage in last["run"]["stages"].items():
-        if stage.get("busy_s") and stage.get("rows_in"):
-            rates[name] = round(stage["rows_in"] / stage["busy_s"])
-    return {"time_per_doubling": total, "peak_rss_largest_over_smallest": rss, "rows_per_busy_s_at_largest": rates}
+
+    def peak(result: dict, role: str) -> int:
+        return max(result["run"]["peak_rss_mb"].get(role, 0), result["refresh"]["peak_rss_mb"].get(role, 0))
+
+    roles = sorted(set(first["run"]["peak_rss_mb"]) & set(last["run"]["peak_rss_mb"]) - {"gone", "other"})
+    rss = {role: {"smallest_mb": peak(first, role), "largest_mb": peak(last, role),
+                  "ratio": round(peak(last, role) / max(peak(first, role), 1), 2)} for role in roles}
+    rates = _rates(last["run"])
+    verify_floor = 0.8 * baseline["rows_per_s_per_core"]
+    cpu_stages = {name: rate["per_busy_s"] for name, rate in rates.items()
+                  if name not in ("verify", "generate") and rate["per_busy_s"] is not None}
+    goals = {
+        "time_per_doubling<=2.3": all(ratio <= 2.3 for ratio in total),
+        "peak_rss_ratio<=1.25": {role: value["ratio"] <= 1.25 for role, value in rss.items()},
+        "cpu_stages>=2000_rows_per_busy_s": {name: rate >= 2000 for name, rate in cpu_stages.items()},
+        "verify>=0.8x_baseline_per_core": {"verify_per_busy_s": rates.get("verify", {}).get("per_busy_s"),
+                                           "floor": round(verify_floor, 1),
+                                           "met": (rates.get("verify", {}).get("per_busy_s") or 0) >= verify_floor},
+        "no_oom": True,  # reached only when every run finished
+    }
+    return {"time_per_doubling": total, "stage_busy_per_doubling": stage_growth,
+            "peak_rss_largest_vs_smallest": rss, "rates_at_largest": rates, "verify_baseline": baseline,
+            "goals": goals}
 
 
 def main() -> int:
@@ -179,14 +258,17 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[25_000, 50_000, 100_000, 200_000])
     parser.add_argument("--median-words", type=int, default=4000)
     parser.add_argument("--max-words", type=int, default=32000)
+    parser.add_argument("--baseline-s", type=float, default=20.0, help="seconds of the standalone math-verify run")
     args = parser.parse_args()
     logging_quiet()
+    baseline = verify_baseline(args.median_words, args.max_words, args.baseline_s)
+    print(json.dumps({"verify_baseline": baseline}), flush=True)
     results = []
     for n in args.sizes:
         result = measure(n, args.median_words, args.max_words)
         results.append(result)
         print(json.dumps(result), flush=True)
-    print(json.dumps({"growth": _growth(results), "sizes": args.sizes, "median_words": args.median_words}))
+    print(json.dumps({"growth": _growth(results, baseline), "sizes": args.sizes, "median_words": args.median_words}))
     return 0
 
 
