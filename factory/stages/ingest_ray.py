@@ -142,9 +142,9 @@ def keys(checked: "ray.data.Dataset") -> Iterator[tuple[int, str | None, str | N
 
     narrow = collect(checked.select_columns(["source_row", "prompt_id", "problem"]))
     if not narrow.num_columns:  # an empty file
-        return iter(())
-    narrow = narrow.sort_by("source_row")
-    return zip(narrow["source_row"].to_pylist(), narrow["prompt_id"].to_pylist(), narrow["problem"].to_pylist())
+        return
+    for batch in narrow.sort_by("source_row").to_batches(max_chunksize=2**16):  # Python objects for one slice
+        yield from zip(batch["source_row"].to_pylist(), batch["prompt_id"].to_pylist(), batch["problem"].to_pylist())
 
 
 def accepted(checked: "ray.data.Dataset", rejected_rows: list[int]) -> "ray.data.Dataset":
