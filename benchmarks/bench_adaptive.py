@@ -14,7 +14,11 @@ with ``require_correct`` and ``max_per_prompt: k``). Steps:
 
 Printed as ratios against the fixed-n baseline measured in the same run: teacher tokens per kept
 sample, fixed / adaptive (goal >= 1.5), and wall-clock, adaptive / fixed (goal <= 1.0), with and
-without the engine start (the same for both arms). Each arm starts its own engine.
+without the engine start. Each arm starts its own engine; an untimed warm-up run (n = 1 over a few
+prompts) starts one first, so that neither arm pays the process's cold first start (imports, page
+cache), which the arm run first used to (44.6 s against 27.0 s on 2026-12-01). Also printed: the
+adaptive policy replayed on the fixed n = cap samples (sample i has the same seed in both arms), its
+draws without the engine's run-to-run noise.
 
 Run: flock /tmp/factory-heavy.lock .venv/bin/python benchmarks/bench_adaptive.py [--prompts 128]
 Figures on a shared 2-core machine are noisy; compare the ratios, not absolute rates.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,7 +57,7 @@ def _config(args, *, n: int, adaptive: bool):
     }
     if adaptive:
         generation["adaptive"] = {"mode": "adaptive", "k": args.k, "max_samples": args.cap,
-                                  "round_size": args.round_size}
+                                  "round_size": args.round_size, "round_quantile": args.round_quantile}
     return FactoryConfig.model_validate({
         "run": {"name": "bench-adaptive"}, "prompts": {"sources": [{"name": "s", "kind": "synthetic", "synthetic_n": 1}]},
         "generation": generation, "store": {"root": "unused", "dataset": "unused"},
@@ -93,9 +97,28 @@ def _figures(rows: list[dict], k: int, prompts: int, first: int | None = None) -
             "prompt_tokens": prompt_tokens, "tokens_per_kept": tokens / kept if kept else float("inf")}
 
 
+def _replay(rows: list[dict], cfg, prompts: int) -> dict:
+    """The adaptive policy run over the fixed n = cap samples of each prompt, in index order."""
+    from factory.stages.generate.policy import PromptState, next_round_size, stop_reason
+
+    policy, drawn = cfg.generation.adaptive, []
+    for samples in _per_prompt(rows).values():
+        verdicts: list[str] = []
+        state = PromptState()
+        while stop_reason(state, policy) is None and len(verdicts) < len(samples):
+            round_ = samples[len(verdicts):len(verdicts) + next_round_size(state, policy)]
+            drawn += round_
+            verdicts += [r["verdict"] for r in round_]
+            state = PromptState.of(verdicts, ["ok"] * len(verdicts), [state.rounds] * len(verdicts),
+                                   list(range(len(verdicts))))
+    return _figures(drawn, policy.k, prompts)
+
+
 def _line(name: str, figures: dict, arm: dict) -> str:
     start = arm["stats"].get("engine_start_s") or 0.0
-    return (f"{name}: coverage {figures['coverage']:.3f} ({figures['covered']} prompts), {figures['samples']} samples, "
+    verdicts = dict(Counter(r["verdict"] for r in arm["rows"]).most_common())
+    return (f"{name}: verdicts {verdicts}\n"
+            f"{name}: coverage {figures['coverage']:.3f} ({figures['covered']} prompts), {figures['samples']} samples, "
             f"{figures['tokens']} teacher tokens ({figures['prompt_tokens']} prompt tokens), {figures['kept']} kept, "
             f"{figures['tokens_per_kept']:.1f} tokens/kept, wall {arm['wall_s']:.1f} s (engine start {start:.1f} s)")
 
@@ -108,6 +131,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=2, help="verified-correct samples wanted (= max_per_prompt)")
     parser.add_argument("--cap", type=int, default=8, help="adaptive per-prompt cap, and the largest fixed n tried")
     parser.add_argument("--round-size", type=int, default=None)
+    parser.add_argument("--round-quantile", type=float, default=0.8, help="adaptive.round_quantile")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -120,6 +144,9 @@ def main() -> None:
     prompts = _prompts(args.prompts, args.seed)
     total = prompts.num_rows
     with ray_session(num_cpus=2):
+        warm = _arm(_config(args, n=1, adaptive=False), prompts.slice(0, 4), adaptive=False)
+        print(f"[warm-up] untimed: n=1 over 4 prompts, wall {warm['wall_s']:.1f} s "
+              f"(engine start {warm['stats'].get('engine_start_s') or 0.0:.1f} s)", flush=True)
         adaptive = _arm(_config(args, n=args.cap, adaptive=True), prompts, adaptive=True)
         a = _figures(adaptive["rows"], args.k, total)
         print(_line(f"[adaptive k={args.k} cap={args.cap}]", a, adaptive), flush=True)
@@ -131,6 +158,11 @@ def main() -> None:
         by_n = {n: _figures(widest["rows"], args.k, total, first=n) for n in range(1, args.cap + 1)}
         print(f"[teacher] {args.model}: sampled pass@1 {pass_at_1:.3f}, pass@{args.cap} {by_n[args.cap]['coverage']:.3f} "
               f"(temperature {args.temperature}, {total} prompts, fixed n={args.cap})", flush=True)
+        replay = _replay(widest["rows"], _config(args, n=args.cap, adaptive=True), total)
+        print(f"[replay] the adaptive policy over these samples: {replay['samples']} samples, {replay['tokens']} "
+              f"teacher tokens, {replay['kept']} kept, coverage {replay['coverage']:.3f}: "
+              f"{by_n[args.cap]['tokens_per_kept'] / replay['tokens_per_kept']:.2f}x fewer tokens per kept sample "
+              f"than n={args.cap}", flush=True)
         print("[fixed] coverage by n (first n samples): "
               + ", ".join(f"{n}: {f['coverage']:.3f}" for n, f in by_n.items()), flush=True)
         n = next((n for n, f in by_n.items() if f["covered"] >= a["covered"]), args.cap)

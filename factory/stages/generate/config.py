@@ -68,7 +68,9 @@ class AdaptiveConfig(Section):
     max_samples: int = Field(default=32, ge=1)
     """Per-prompt cap on samples drawn: bounds what a prompt the teacher never solves can cost."""
     round_size: int | None = Field(default=None, ge=1)
-    """Samples in a prompt's first round, and the fewest in a later one; None: k."""
+    """Samples in a prompt's first round; None: k (later rounds are sized from the verdicts, policy.py)."""
+    round_quantile: float = Field(default=0.8, gt=0, lt=1)
+    """Later rounds draw what k takes at this upper quantile of the pass rate: higher overshoots less, in more rounds."""
     token_budget: int | None = Field(default=None, ge=1)
     """Teacher completion tokens the whole run may spend, over all actors (resumed rows count); None: unbounded."""
 
@@ -118,7 +120,7 @@ class GenerationConfig(Section):
 
 def generation_config_hash(cfg: GenerationConfig) -> str:
     """Hash of what determines the samples: teacher model+revision, sampling, prompting, and in
-    adaptive mode the rounds (k, cap, round size; ``sampling.n`` is unused there).
+    adaptive mode the rounds (k, cap, round size, round quantile; ``sampling.n`` is unused there).
 
     Engine tuning (dtype, parallelism, memory), resources and the token budget are left out on
     purpose: changing them must not throw away finished samples."""

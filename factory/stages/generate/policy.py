@@ -6,8 +6,14 @@ drawn (or the run's token budget is spent). What is decided here, from the verdi
 - :func:`stop_reason`: why a prompt is finished (``k_reached``, ``cap_reached``, a generation failure),
   or None to go on;
 - :func:`next_round_size`: the first round draws ``round_size`` (default k) samples; a later one draws
-  what reaching k is expected to take at the Laplace estimate (c + 1) / (N + 2), at least
-  ``round_size`` and at most the cap left, so a hard prompt reaches its cap in few rounds;
+  what the remaining k − c correct are expected to take at an *optimistic* pass rate, the
+  ``round_quantile`` (default 0.8) upper quantile of the Beta(c + 1, N − c + 1) posterior (uniform
+  prior) after c correct of N trials: ``floor((k − c) / p_q)``, at least k − c, at most the cap left.
+  Drawing at the posterior mean instead sends a prompt with 0 of 2 straight to the cap (k = 2, cap 8:
+  2 more at 1/4 is 8, the 6 left), paying for the samples after its k-th correct whenever it is
+  merely hard; at the 0.8 quantile it draws 4 (2 / 0.415), then what the cap leaves, and a prompt
+  one short of k draws 1 to 3. A round of at most k − c never overshoots (it is what sampling one at
+  a time would draw); a higher quantile buys fewer overshoot samples with more rounds;
 - :func:`pass_rate_estimate`: an unbiased pass rate under this early stopping;
 - :func:`prompt_table`: one row per prompt (estimate, stop reason, counts) built from the stage's
   output rows: the side table of hard prompts (never solved) and of the 0 < pass rate < 1 prompts.
@@ -18,15 +24,24 @@ failures are not trials. Why the estimate is unbiased: the design is inverse bin
 truncated at the cap, and the first trial X1 is an unbiased estimate of p; Rao–Blackwellising it on
 the stopping point (N, c) gives P(X1 = 1 | N, c) over the paths that stop there. Stopped at the k-th
 correct trial N: C(N-2, k-2) / C(N-1, k-1) = (k-1)/(N-1) (Haldane; for k = 1, 1 if N = 1 else 0).
-Stopped with c < k correct in N trials: C(N-1, c-1) / C(N, c) = c/N. Samples drawn after the k-th
-correct one in the same round do not change which prefix the rule stopped on, so they are left out
-of the estimate (they are kept as data). The naive c/N overstates easy prompts' pass rates
-(k/N at the k-th success). A prompt stopped by the token budget is treated as stopped at N (c/N):
-unbiased as long as the budget running out does not depend on this prompt's outcomes.
+Stopped with c < k correct in N trials: C(N-1, c-1) / C(N, c) = c/N. That is the rule for drawing one
+sample at a time. With rounds, the estimate is that same rule read off the prefix of the draws up to
+the k-th correct trial (or all N when k was not reached): the rounds only decide how far past that
+point the draws go, never which prefix it is, because a prompt stops only once it has k correct or
+the cap's N trials, and a round never passes the cap. Round sizes that depend on the verdicts so far
+(as here) therefore leave it exactly unbiased: it is a function of i.i.d. trials that does not look at
+the round boundaries (checked exactly over every path, and by simulation for a larger cap, in
+tests/unit/engines/test_adaptive_policy.py). Samples drawn after the k-th correct one in the same
+round are kept as data but left out of the estimate. The naive c/N overstates easy prompts' pass
+rates (k/N at the k-th success). Caveats: a failed sample (not a trial) still counts against the cap on draws, so with
+failures the truncation point is N trials < cap (unbiased while failures do not depend on the
+outcome); a prompt stopped by the token budget is treated as stopped at N (c/N): unbiased as long as
+the budget running out does not depend on this prompt's outcomes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -90,9 +105,25 @@ def next_round_size(state: PromptState, cfg: AdaptiveConfig) -> int:
     left = cfg.max_samples - state.drawn
     if state.drawn == 0:
         return min(cfg.first_round, left)
-    laplace = (state.correct + 1) / (state.trials + 2)
-    expected = math.ceil((cfg.k - state.correct) / laplace)
-    return max(1, min(left, max(cfg.first_round, expected)))
+    needed = max(cfg.k - state.correct, 1)
+    optimistic = beta_quantile(cfg.round_quantile, state.correct + 1, state.trials - state.correct + 1)
+    return max(1, min(left, max(needed, math.floor(needed / optimistic))))
+
+
+@functools.lru_cache(maxsize=4096)
+def beta_quantile(q: float, a: int, b: int) -> float:
+    """The ``q`` quantile of Beta(a, b) for integer a, b >= 1, by bisection on its CDF
+    (I_x(a, b) = P(Binomial(a + b - 1, x) >= a): exact sums, no special functions)."""
+    n = a + b - 1
+
+    def cdf(x: float) -> float:
+        return sum(math.comb(n, j) * x ** j * (1 - x) ** (n - j) for j in range(a, n + 1))
+
+    low, high = 0.0, 1.0
+    for _ in range(48):  # 2^-48: far below what floor((k - c) / p) can tell apart
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < q else (low, middle)
+    return (low + high) / 2
 
 
 def pass_rate_estimate(verdicts: Sequence[str | None], k: int | None) -> float | None:

@@ -4,6 +4,7 @@ estimate that stays unbiased under early stopping (exact expectations over every
 from __future__ import annotations
 
 import itertools
+import random
 
 import pyarrow as pa
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from factory.stages.generate import AdaptiveConfig
 from factory.stages.generate.policy import (
     PromptState,
+    beta_quantile,
     next_round_size,
     pass_rate_estimate,
     prompt_table,
@@ -63,12 +65,40 @@ def _paths(p: float, cfg: AdaptiveConfig):
 
 
 @pytest.mark.parametrize("p", [0.1, 0.37, 0.8])
-@pytest.mark.parametrize(("k", "cap", "round_size"), [(1, 5, None), (2, 6, None), (2, 8, 1), (3, 8, 2), (4, 8, None)])
-def test_estimate_is_unbiased_under_the_rounds_the_policy_draws(p, k, cap, round_size):
-    cfg = _cfg(k=k, max_samples=cap, round_size=round_size)
+@pytest.mark.parametrize(("k", "cap", "round_size", "quantile"),
+                         [(1, 5, None, 0.8), (2, 6, None, 0.8), (2, 8, 1, 0.8), (3, 8, 2, 0.8), (4, 8, None, 0.8),
+                          (2, 8, None, 0.2), (2, 8, None, 0.99), (3, 9, 1, 0.5)])
+def test_estimate_is_unbiased_under_the_rounds_the_policy_draws(p, k, cap, round_size, quantile):
+    cfg = _cfg(k=k, max_samples=cap, round_size=round_size, round_quantile=quantile)
     paths = list(_paths(p, cfg))
     assert sum(probability for _, probability in paths) == pytest.approx(1.0)
     assert sum(probability * pass_rate_estimate(v, k) for v, probability in paths) == pytest.approx(p, abs=1e-12)
+
+
+def _simulate(p: float, cfg: AdaptiveConfig, rng: random.Random) -> list[str]:
+    """One prompt's verdicts under the policy's rounds, trials drawn at pass rate ``p``."""
+    verdicts: list[str] = []
+    state = PromptState()
+    while stop_reason(state, cfg) is None:
+        verdicts += [C if rng.random() < p else W for _ in range(next_round_size(state, cfg))]
+        n, c = len(verdicts), verdicts.count(C)
+        state = PromptState(drawn=n, trials=n, correct=c, rounds=state.rounds + 1, next_index=n)
+    return verdicts
+
+
+def test_estimate_is_unbiased_by_simulation_where_the_paths_are_too_many_to_list():
+    """k 4, cap 32 (2^32 paths): mean estimate over 20,000 simulated prompts per pass rate, within 4
+    standard errors of p; the naive c/N, which counts the rounds' overshoot, is off by far more."""
+    cfg, rng = _cfg(k=4, max_samples=32), random.Random(17)
+    for p in (0.05, 0.3, 0.7):
+        runs = [_simulate(p, cfg, rng) for _ in range(20_000)]
+        estimates = [pass_rate_estimate(v, cfg.k) for v in runs]
+        mean = sum(estimates) / len(estimates)
+        error = (sum((e - mean) ** 2 for e in estimates) / (len(estimates) - 1) / len(estimates)) ** 0.5
+        assert abs(mean - p) < 4 * error + 1e-9
+        naive = sum(v.count(C) / len(v) for v in runs) / len(runs)
+        if p >= 0.3:
+            assert naive - p > 10 * error
 
 
 def test_naive_share_overstates_easy_prompts_under_early_stopping():
@@ -90,17 +120,42 @@ def test_failed_round_stops_the_prompt():
     assert stop_reason(state, _cfg()) == "prompt_too_long"
 
 
-def test_first_round_draws_round_size_then_what_k_is_expected_to_take():
+def test_first_round_draws_round_size_then_what_k_takes_at_the_upper_quantile():
     cfg = _cfg(k=4, max_samples=32)
     assert next_round_size(PromptState(), cfg) == 4
-    assert next_round_size(_state([C, C, W, W]), cfg) == 4  # 2 more at (2+1)/(4+2) = 0.5
-    assert next_round_size(_state([W, W, W, W]), cfg) == 24  # 4 more at 1/6
+    assert next_round_size(_state([C, C, W, W]), cfg) == 2  # 2 more at Beta(3, 3)'s 0.8 quantile 0.64: 3.1
+    assert next_round_size(_state([W, W, W, W]), cfg) == 14  # 4 more at Beta(1, 5)'s 0.275 (the mean 1/6: 24)
+    assert next_round_size(_state([C, C, C, W]), cfg) == 1
     assert next_round_size(_state([W] * 30), cfg) == 2  # never more than the cap leaves
 
 
-def test_round_size_sets_the_first_and_smallest_round():
+def test_none_of_the_first_round_no_longer_goes_straight_to_the_cap():
+    cfg = _cfg(k=2, max_samples=8)
+    assert next_round_size(_state([W, W]), cfg) == 4  # the posterior mean 1/4 would draw the cap's 6
+    assert next_round_size(_state([W] * 6), cfg) == 2
+    assert next_round_size(_state([W, C]), cfg) == 1  # one short of k: never more than one at 1 of 2
+
+
+def test_a_higher_quantile_draws_fewer_per_round_and_never_less_than_k_left():
+    states = [_state(v) for v in ([W, W], [W, W, W, W, C], [C, W], [W] * 5)]
+    sizes = {q: [next_round_size(s, _cfg(k=3, max_samples=16, round_quantile=q)) for s in states]
+             for q in (0.2, 0.5, 0.8, 0.99)}
+    for low, high in zip((0.2, 0.5, 0.8), (0.5, 0.8, 0.99)):
+        assert all(a >= b for a, b in zip(sizes[low], sizes[high]))
+    assert sizes[0.99] == [3, 2, 2, 5]  # near what k still needs; 0 of 5 is evidence enough for more
+    assert all(size >= 3 - s.correct for q in sizes for size, s in zip(sizes[q], states))
+
+
+def test_round_size_sets_the_first_round():
     cfg = _cfg(k=2, max_samples=16, round_size=3)
-    assert next_round_size(PromptState(), cfg) == 3 and next_round_size(_state([C, W, W]), cfg) == 3
+    assert next_round_size(PromptState(), cfg) == 3 and next_round_size(_state([C, W, W]), cfg) == 1
+
+
+@pytest.mark.parametrize(("q", "a", "b", "expected"),
+                         [(0.8, 1, 3, 1 - 0.2 ** (1 / 3)), (0.5, 2, 2, 0.5), (0.9, 4, 1, 0.9 ** (1 / 4)),
+                          (0.8, 1, 1, 0.8)])
+def test_beta_quantile(q, a, b, expected):
+    assert beta_quantile(q, a, b) == pytest.approx(expected, abs=1e-9)
 
 
 def _rows(prompt_id: str, verdicts: list[str | None], statuses: list[str] | None = None) -> list[dict]:

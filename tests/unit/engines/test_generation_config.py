@@ -73,6 +73,7 @@ ADAPTIVE = {"mode": "adaptive"}
         ({}, {"adaptive": ADAPTIVE}, True),
         ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "k": 2}}, True),
         ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "round_size": 8}}, True),
+        ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "round_quantile": 0.5}}, True),  # later round sizes
         ({"adaptive": ADAPTIVE}, {"adaptive": {**ADAPTIVE, "token_budget": 1000}}, False),
         ({"adaptive": ADAPTIVE}, {"adaptive": ADAPTIVE, "sampling": {"n": 9}}, False),
         ({}, {"adaptive": {"k": 2}}, False),  # fixed mode: the adaptive settings draw nothing
