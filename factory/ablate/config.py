@@ -38,6 +38,9 @@ class PolicySpec(Section):
     (correct, past every filter and the dedup stage)."""
     curriculum: Literal["shuffle", "easy_to_hard"] | None = None
     """Sample order of this policy's students; None: the ablation's train section's (curriculum on/off)."""
+    epochs: int | None = Field(default=None, ge=1)
+    """Passes over this policy's rows; None: the ablation's train epochs (set it to give a small policy as many
+    optimizer steps as a big one: equal compute instead of equal passes)."""
     rm_top_k: int = Field(default=1, ge=1)
     """rm_best: samples kept per prompt (best-of-n keeps 1)."""
     min_reward: float | None = None

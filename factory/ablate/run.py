@@ -65,6 +65,18 @@ def _evaluate(ecfg: FactoryConfig, out: Path, name: str, model: str, prompts, st
     return result
 
 
+def _train(run_training, train_cfg, files: list[str], out_dir: Path, version: str):
+    """The student's training, resumed (or found finished) when its directory holds a checkpoint of the same
+    config and rows; started over when the config or the policy's rows changed since (a rerun with other settings)."""
+    try:
+        return run_training(train_cfg, files, str(out_dir), snapshot_version=version)
+    except ValueError as error:
+        if "cannot resume" not in str(error):
+            raise
+        log.info("ablate: %s; training %s again from the start", error, out_dir)
+        return run_training(train_cfg, files, str(out_dir), snapshot_version=version, resume=False)
+
+
 def _pool(cfg: AblateConfig, factory_cfg: FactoryConfig):
     from factory.store import SnapshotStore
 
@@ -89,7 +101,8 @@ def _select_policies(cfg: AblateConfig, snapshot, heldout: set[str], prompting, 
                              f"snapshot {snapshot.version}")
         correct = pc.sum(pc.fill_null(pc.equal(rows["verdict"], "correct"), False).cast("int64")).as_py()
         files = write_policy(snapshot, rows["sample_id"].to_pylist(), out / "policies" / spec.name, prompting)
-        policies[spec.name] = {"select": spec.select, "curriculum": spec.curriculum, "rm_top_k": spec.rm_top_k,
+        policies[spec.name] = {"select": spec.select, "curriculum": spec.curriculum, "epochs": spec.epochs,
+                               "rm_top_k": spec.rm_top_k,
                                "min_reward": spec.min_reward, "rows": rows.num_rows,
                                "prompts": len(set(rows["prompt_id"].to_pylist())),
                                "correct_share": correct / rows.num_rows, "files": files, "students": []}
@@ -158,11 +171,13 @@ def run_ablation(cfg: AblateConfig, factory_cfg: FactoryConfig) -> dict:
         for spec in cfg.ablate.policies:
             policy = policies[spec.name]
             for seed in cfg.ablate.seeds:
-                train_cfg = base.model_copy(update={"seed": seed, "curriculum": spec.curriculum or base.curriculum})
-                say(f"▶ {spec.name} seed {seed}: training on {policy['rows']} rows ({train_cfg.curriculum})")
+                train_cfg = base.model_copy(update={"seed": seed, "curriculum": spec.curriculum or base.curriculum,
+                                                    "epochs": spec.epochs or base.epochs})
+                say(f"▶ {spec.name} seed {seed}: training on {policy['rows']} rows × {train_cfg.epochs} epochs "
+                    f"({train_cfg.curriculum})")
                 began = time.perf_counter()
-                trained = run_training(train_cfg, policy["files"], str(out / "students" / spec.name / f"seed{seed}"),
-                                       snapshot_version=snapshot.version)
+                trained = _train(run_training, train_cfg, policy["files"], out / "students" / spec.name / f"seed{seed}",
+                                 snapshot.version)
                 train_s = time.perf_counter() - began
                 began = time.perf_counter()
                 result = _evaluate(ecfg, out, f"{spec.name}-seed{seed}", trained.checkpoint_dir, prompts, student=True)

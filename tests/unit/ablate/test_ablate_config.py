@@ -89,3 +89,26 @@ def test_rm_best_needs_the_reward_model(monkeypatch, tmp_path):
     (tmp_path / "ablate.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="select rm_best needs reward scores"):
         load_ablate_config(tmp_path / "ablate.yaml")
+
+
+def test_a_policy_may_set_its_own_epochs_for_equal_compute():
+    cfg = parse_ablate_config(_demo(), overrides=(
+        "ablate.policies=[{name: unfiltered, select: all}, {name: verified_steps, select: verified, epochs: 29}]",))
+    assert [p.epochs for p in cfg.ablate.policies] == [None, 29]
+    with pytest.raises(ConfigError, match="ablate.policies.1.epochs"):
+        parse_ablate_config(_demo(), overrides=(
+            "ablate.policies=[{name: unfiltered, select: all}, {name: v, select: verified, epochs: 0}]",))
+
+
+def test_a_student_whose_settings_changed_is_trained_again_from_the_start(tmp_path):
+    from factory.ablate.run import _train
+
+    calls = []
+
+    def run_training(cfg, files, out_dir, *, snapshot_version, resume=True):
+        calls.append(resume)
+        if resume:
+            raise ValueError(f"cannot resume {out_dir}: its checkpoint was made with a different config")
+        return "trained"
+
+    assert _train(run_training, None, ["f"], tmp_path, "v1") == "trained" and calls == [True, False]
