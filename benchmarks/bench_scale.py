@@ -10,7 +10,8 @@ decontamination, the streaming commit; then `factory refresh` with 10% new promp
 pre-written), which carries the parent's rows. It prints first the standalone math-verify rate per core
 (:func:`verify_baseline`, the verify goal's reference, measured in the same process and run), then per N the
 wall seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver and of every other
-process of the Ray session by role (the largest process of each role, and how many there were), the object
+process of the Ray session by role (the largest process of each role, and how many there were; also less its
+resident shared pages, which include the object-store objects a worker reads zero-copy), the object
 store's peak use and the bytes spilled and restored; then the growth ratio per doubling of N and the goals,
 met or not. The issue's goals: total time per doubling <= 2.3x, every process's peak RSS at the largest N <=
 1.25x its value at the smallest, every CPU stage except verify >= 2,000 rows/s at the largest N, verify >= 0.8x
@@ -63,6 +64,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval, self._done = interval, threading.Event()
         self.peaks: dict[str, int] = defaultdict(int)
+        self.private: dict[str, int] = defaultdict(int)  # RSS less resident shared pages (object-store mmaps)
         self.processes: dict[str, set] = defaultdict(set)
         self.store = {"used_peak": 0, "spilled": 0, "restored": 0}
 
@@ -73,11 +75,12 @@ class RssSampler(threading.Thread):
         while not self._done.is_set():
             for proc in [me] + me.children(recursive=True):
                 try:
-                    rss = proc.memory_info().rss
+                    memory = proc.memory_info()
                 except Exception:
                     continue
                 role = _role(proc)
-                self.peaks[role] = max(self.peaks[role], rss)
+                self.peaks[role] = max(self.peaks[role], memory.rss)
+                self.private[role] = max(self.private[role], memory.rss - getattr(memory, "shared", 0))
                 self.processes[role].add(proc.pid)
             if tick % 4 == 0:
                 self._store_stats()
@@ -99,10 +102,11 @@ class RssSampler(threading.Thread):
         self.store["spilled"] = max(self.store["spilled"], stats.spilled_bytes_total)
         self.store["restored"] = max(self.store["restored"], stats.restored_bytes_total)
 
-    def stop(self) -> tuple[dict, dict, dict]:
+    def stop(self) -> tuple[dict, dict, dict, dict]:
         self._done.set()
         self.join()
-        return dict(self.peaks), {role: len(pids) for role, pids in self.processes.items()}, dict(self.store)
+        return (dict(self.peaks), dict(self.private), {role: len(pids) for role, pids in self.processes.items()},
+                dict(self.store))
 
 
 def verify_baseline(median_words: int, max_words: int, seconds: float = 20.0) -> dict:
@@ -174,11 +178,11 @@ def _timed_run(cfg, incremental: bool) -> dict:
     started = time.perf_counter()
     summary = run_distill(cfg, incremental=incremental)
     seconds = time.perf_counter() - started
-    peaks, processes, store = sampler.stop()
+    peaks, private, processes, store = sampler.stop()
     stages = {s["name"]: {"rows_in": s.get("rows_in"), "rows_out": s.get("rows_out"), "busy_s": s.get("busy_s"),
                           "wall_s": s.get("wall_s")} for s in summary.stages}
     return {"seconds": round(seconds, 1), "stages": stages, "peak_rss_mb": {k: round(v / 2**20) for k, v in peaks.items()},
-            "processes": processes, "object_store_peak_mb": round(store["used_peak"] / 2**20),
+            "peak_private_mb": {k: round(v / 2**20) for k, v in private.items()}, "processes": processes, "object_store_peak_mb": round(store["used_peak"] / 2**20),
             "spilled_mb": round(store["spilled"] / 2**20), "restored_mb": round(store["restored"] / 2**20),
             "kept": json.loads(Path(summary.manifest).read_text())["num_rows"]}
 
@@ -235,6 +239,10 @@ def _growth(results: list[dict], baseline: dict) -> dict:
     roles = sorted(set(first["run"]["peak_rss_mb"]) & set(last["run"]["peak_rss_mb"]) - {"gone", "other"})
     rss = {role: {"smallest_mb": peak(first, role), "largest_mb": peak(last, role),
                   "ratio": round(peak(last, role) / max(peak(first, role), 1), 2)} for role in roles}
+    if "peak_private_mb" in first["run"]:  # RSS less shared pages: what the process itself allocated
+        for role, value in rss.items():
+            small, large = (max(r[run]["peak_private_mb"].get(role, 0) for run in ("run", "refresh")) for r in (first, last))
+            value.update(private_smallest_mb=small, private_largest_mb=large, private_ratio=round(large / max(small, 1), 2))
     rates = _rates(last["run"])
     verify_floor = 0.8 * baseline["rows_per_s_per_core"]
     cpu_stages = {name: rate["per_busy_s"] for name, rate in rates.items()
