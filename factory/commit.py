@@ -137,12 +137,13 @@ def write_prompt_table(staged, cfg, sink) -> None:
     side table from its scratch rows (module docstring), then the scratch dir removed."""
     import ray
 
+    from factory.runtime import groupby_partitions
     from factory.stages.generate.policy import prompt_table
 
     scratch = _scratch_dir(staged)
     if sink.counts["kept"] + sink.counts["dropped"]:
         rows = ray.data.read_parquet(scratch, filesystem=staged.filesystem)
-        table = rows.groupby("prompt_id").map_groups(prompt_table, fn_kwargs={"adaptive": cfg.generation.adaptive},
-                                                     batch_format="pyarrow")
+        grouped = rows.groupby("prompt_id", num_partitions=groupby_partitions())  # not Ray's fixed 200
+        table = grouped.map_groups(prompt_table, fn_kwargs={"adaptive": cfg.generation.adaptive}, batch_format="pyarrow")
         table.write_parquet(staged.side_dir("prompts"), **staged.ray_write_kwargs())
     staged.files.remove_tree(scratch)
