@@ -139,7 +139,10 @@ def rft_phase(rl_cfg, factory_cfg, out: Path) -> dict:
     selection = select_from_snapshot(demo_snapshot(factory_cfg), rl_cfg.prompts, rl_cfg.run.seed)
     snapshot, drawn = rft_samples(rl_cfg, factory_cfg, selection.prompts.to_pylist(), out)
     generated_s = time.perf_counter() - began
-    trained = rft_train(rl_cfg, resolve_model(policy_model(rl_cfg, factory_cfg)[0]), snapshot, out, sequences)
+    # The worker takes the RL run's CPUs; one more lets Ray Data's read tasks feed it (with exactly the worker's
+    # CPUs in the session, the reads could never be scheduled and the run hung).
+    with ray_session(rl_cfg.run.ray.address, rl_cfg.run.ray.num_cpus + 1):
+        trained = rft_train(rl_cfg, resolve_model(policy_model(rl_cfg, factory_cfg)[0]), snapshot, out, sequences)
     with ray_session(rl_cfg.run.ray.address, rl_cfg.run.ray.num_cpus):
         result = evaluate_policy(rl_cfg, factory_cfg, "rft_after", trained.checkpoint_dir, None)
     return {"rollouts": drawn, "verified_samples_kept": snapshot.num_rows, "steps": trained.steps,

@@ -111,9 +111,8 @@ def test_distillation_improves_the_student(run):
     assert summary["teacher_acc"] > 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12's student >= 85% of the teacher is not met with the fallible tiny kit "
-                                       "(2026-12-01 demo: student 0.16 vs teacher 0.47 greedy, 0.34 of it)")
 def test_the_student_reaches_85_percent_of_the_teacher(run):
+    """Measured 2026-12-01 with 40 epochs (~730 steps): student 0.650 vs teacher 0.470 greedy (20 epochs: 0.16)."""
     summary = run[0]
     assert summary["student_acc_after"] >= 0.85 * summary["teacher_acc"] > 0
 
