@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import ValidationError, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 
 from factory.eval_fields import apply_preset
 from factory.sections import Section
@@ -137,12 +137,32 @@ class ConfigError(ValueError):
     """A config file that does not validate; the message lists every bad field by dotted path."""
 
 
-def _format(error: ValidationError, origin: str) -> str:
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"  {path}: {item['msg']}")
-    return f"{origin}: invalid config\n" + "\n".join(lines)
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_errors(error: ValidationError, origin: str, kind: str = "config", prefix: str = "") -> str:
+    """One line per error, each naming its field path (``prefix`` + pydantic's location)."""
+    lines = [f"  {prefix}{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}"
+             for item in error.errors()]
+    return f"{origin}: invalid {kind}\n" + "\n".join(lines)
+
+
+def validate_strict(model: type[M], data: Any, origin: str, overrides: tuple[str, ...] = (), kind: str = "config",
+                    prefix: str = "") -> M:
+    """``data`` (parsed YAML) with ``overrides`` applied, validated in pydantic's strict JSON mode into ``model``:
+    the one way every config kind (distillation, RL, ablation) is checked, so their errors read alike."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    try:
+        text = json.dumps(data)
+    except TypeError as e:  # dates and other YAML-only types are not config values
+        raise ConfigError(f"{origin}: {e}") from e
+    try:
+        return model.model_validate_json(text, strict=True)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, origin, kind, prefix)) from None
 
 
 def _apply_override(data: dict, assignment: str) -> None:
@@ -161,18 +181,7 @@ def _apply_override(data: dict, assignment: str) -> None:
 
 def parse_config(data: Any, origin: str = "<config>", overrides: tuple[str, ...] = ()) -> FactoryConfig:
     """Validate already-parsed YAML data (strictly) into a FactoryConfig."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
-    for assignment in overrides:
-        _apply_override(data, assignment)
-    try:
-        text = json.dumps(data)
-    except TypeError as e:  # dates and other YAML-only types are not config values
-        raise ConfigError(f"{origin}: {e}") from e
-    try:
-        return FactoryConfig.model_validate_json(text, strict=True)
-    except ValidationError as e:
-        raise ConfigError(_format(e, origin)) from None
+    return validate_strict(FactoryConfig, data, origin, overrides)
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> FactoryConfig:

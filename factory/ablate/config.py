@@ -11,14 +11,13 @@ apply to this file. An ablation config is told apart from an RL config by its to
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config
+from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, validate_strict
 from factory.sections import Section
 from factory.stages.ingest import PromptSource
 from factory.train.config import TrainConfig
@@ -124,26 +123,9 @@ def is_ablate_config(path: str | Path) -> bool:
     return isinstance(data, dict) and "ablate" in data
 
 
-def _format(error: ValidationError, origin: str, prefix: str = "") -> str:
-    lines = [f"  {prefix}{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}"
-             for item in error.errors()]
-    return f"{origin}: invalid ablation config\n" + "\n".join(lines)
-
-
 def parse_ablate_config(data, origin: str = "<ablation config>", overrides: tuple[str, ...] = ()) -> AblateConfig:
-    """Validate parsed YAML (strict JSON mode, as :func:`factory.config.parse_config`) into an AblateConfig."""
-    from factory.config import _apply_override
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
-    for assignment in overrides:
-        _apply_override(data, assignment)
-    try:
-        return AblateConfig.model_validate_json(json.dumps(data), strict=True)
-    except ValidationError as e:
-        raise ConfigError(_format(e, origin)) from None
-    except TypeError as e:  # YAML-only types (dates) are not config values
-        raise ConfigError(f"{origin}: {e}") from e
+    """Validate parsed YAML (strictly, as :func:`factory.config.parse_config`) into an AblateConfig."""
+    return validate_strict(AblateConfig, data, origin, overrides, kind="ablation config")
 
 
 def student_train_config(cfg: AblateConfig, factory_cfg: FactoryConfig, origin: str = "<ablation config>") -> TrainConfig:
@@ -152,10 +134,7 @@ def student_train_config(cfg: AblateConfig, factory_cfg: FactoryConfig, origin: 
     if factory_cfg.train is None:
         raise ConfigError(f"{origin}: invalid ablation config\n  factory: {cfg.factory} has no train section")
     merged = {**factory_cfg.train.model_dump(mode="json"), **cfg.ablate.train}
-    try:
-        return TrainConfig.model_validate_json(json.dumps(merged), strict=True)
-    except ValidationError as e:
-        raise ConfigError(_format(e, origin, "ablate.train.")) from None
+    return validate_strict(TrainConfig, merged, origin, kind="ablation config", prefix="ablate.train.")
 
 
 def check_against_factory(cfg: AblateConfig, factory_cfg: FactoryConfig, origin: str) -> None:

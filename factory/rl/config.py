@@ -15,14 +15,13 @@ algorithm itself (TRL's ``GRPOTrainer``; see docs/rl.md).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config
+from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, validate_strict
 from factory.sections import Section
 
 
@@ -240,25 +239,9 @@ class RLConfig(Section):
         return completions // (self.workers.num_workers * self.grpo.micro_batch_size)
 
 
-def _format(error: ValidationError, origin: str) -> str:
-    lines = [f"  {'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}" for item in error.errors()]
-    return f"{origin}: invalid RL config\n" + "\n".join(lines)
-
-
 def parse_rl_config(data, origin: str = "<rl config>", overrides: tuple[str, ...] = ()) -> RLConfig:
-    """Validate parsed YAML (strict JSON mode, as :func:`factory.config.parse_config`) into an RLConfig."""
-    from factory.config import _apply_override
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: top level must be a mapping, got {type(data).__name__}")
-    for assignment in overrides:
-        _apply_override(data, assignment)
-    try:
-        return RLConfig.model_validate_json(json.dumps(data), strict=True)
-    except ValidationError as e:
-        raise ConfigError(_format(e, origin)) from None
-    except TypeError as e:  # YAML-only types (dates) are not config values
-        raise ConfigError(f"{origin}: {e}") from e
+    """Validate parsed YAML (strictly, as :func:`factory.config.parse_config`) into an RLConfig."""
+    return validate_strict(RLConfig, data, origin, overrides, kind="RL config")
 
 
 def is_rl_config(path: str | Path) -> bool:
