@@ -184,14 +184,17 @@ def parse_config(data: Any, origin: str = "<config>", overrides: tuple[str, ...]
     return validate_strict(FactoryConfig, data, origin, overrides)
 
 
-def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> FactoryConfig:
-    """Read a YAML file and validate it; see the module docstring."""
-    path = Path(path)
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML file at ``path``; a syntax error is a ConfigError naming the file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return parse_config(data, str(path), overrides)
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> FactoryConfig:
+    """Read a YAML file and validate it; see the module docstring."""
+    return parse_config(read_yaml(path), str(path), overrides)
 
 
 def config_hash(section: Section) -> str:

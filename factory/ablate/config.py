@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, validate_strict
+from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, validate_strict
 from factory.sections import Section
 from factory.stages.ingest import PromptSource
 from factory.train.config import TrainConfig
@@ -150,12 +150,7 @@ def check_against_factory(cfg: AblateConfig, factory_cfg: FactoryConfig, origin:
 
 def load_ablate_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[AblateConfig, FactoryConfig]:
     """The ablation config at ``path`` and the factory config it names, both validated (module docstring)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    cfg = parse_ablate_config(data, str(path), overrides)
+    cfg = parse_ablate_config(read_yaml(path), str(path), overrides)
     factory_cfg = load_config(cfg.factory)
     check_against_factory(cfg, factory_cfg, str(path))
     return cfg, factory_cfg

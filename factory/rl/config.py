@@ -21,7 +21,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, validate_strict
+from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, validate_strict
 from factory.sections import Section
 
 
@@ -256,12 +256,7 @@ def is_rl_config(path: str | Path) -> bool:
 
 def load_rl_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[RLConfig, FactoryConfig]:
     """The RL config at ``path`` and the factory config it names, both validated (module docstring)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    cfg = parse_rl_config(data, str(path), overrides)
+    cfg = parse_rl_config(read_yaml(path), str(path), overrides)
     factory_cfg = load_config(cfg.factory)
     check_against_factory(cfg, factory_cfg, str(path))
     return cfg, factory_cfg
