@@ -12,7 +12,7 @@ Contract:
 - :func:`lsh_params` picks (bands, rows) for a threshold exactly as ``datasketch.MinHashLSH``
   does (``_optimal_param``: minimise the weighted false-positive + false-negative areas).
 - :meth:`MinHasher.text_signatures` (what the stages call) gives the same values; for word
-  shingles it runs a numba kernel, imported and compiled on first use in each process.
+  shingles it runs a numba kernel, compiled once per machine and cached on disk.
 Not covered: the ``legacy`` and ``affine64`` schemes, weighted MinHash.
 """
 
@@ -79,67 +79,12 @@ class MinHasher:
         return sig
 
 
-@lru_cache(maxsize=1)
 def _word_kernel():
-    """Compile (once per process; numba caches the machine code on disk) the fused word-shingle
-    MinHash kernel. It reproduces :func:`factory.dedup.shingles.shingles` hash for hash (words,
-    polynomial word hash, shingle combination, fmix64) and then datasketch's affine32 update."""
-    import numba
+    """The compiled fused word-shingle kernel (:mod:`factory.dedup.minhash_kernel`; numba is imported on
+    first use, so ``import factory`` does not pay for it)."""
+    from factory.dedup.minhash_kernel import word_minhash
 
-    from factory.dedup.shingles import _COMBINE, _P_INV
-
-    p_inv, combine = np.uint64(_P_INV), np.uint64(_COMBINE)
-    s33, m1, m2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
-    low32, empty = np.uint64(0xFFFFFFFF), np.uint32(0xFFFFFFFF)
-
-    @numba.njit(inline="always")
-    def fmix64(x):
-        x ^= x >> s33
-        x *= m1
-        x ^= x >> s33
-        x *= m2
-        return x ^ (x >> s33)
-
-    @numba.njit(inline="always")
-    def fmix32(x):
-        x ^= x >> np.uint32(16)
-        x = np.uint32(x * np.uint32(0x85EBCA6B))
-        x ^= x >> np.uint32(13)
-        x = np.uint32(x * np.uint32(0xC2B2AE35))
-        return x ^ (x >> np.uint32(16))
-
-    @numba.njit(nogil=True)
-    def kernel(cps, starts, lengths, table, ngram, a, b, out):
-        words = np.empty(lengths.max() // 2 + 2 if lengths.size else 1, np.uint64)
-        mins = np.empty(a.size, np.uint32)
-        for d in range(starts.size):
-            n_words, i, end = 0, starts[d], starts[d] + lengths[d]
-            while i < end:
-                if table[cps[i]]:
-                    h, power, j = np.uint64(0), np.uint64(1), i
-                    while j < end and table[cps[j]]:
-                        h += (np.uint64(cps[j]) + np.uint64(1)) * power
-                        power *= p_inv
-                        j += 1
-                    words[n_words] = fmix64(h ^ (np.uint64(j - i) * combine))
-                    n_words += 1
-                    i = j
-                else:
-                    i += 1
-            mins[:] = empty
-            width = min(ngram, n_words)
-            for first in range(n_words - width + 1 if n_words else 0):
-                acc = np.uint64(0)
-                for j in range(width):
-                    acc = acc * combine + words[first + j]
-                hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & low32))
-                for k in range(a.size):
-                    v = np.uint32(a[k] * hv + b[k])
-                    if v < mins[k]:
-                        mins[k] = v
-            out[d] = mins
-
-    return kernel
+    return word_minhash
 
 
 def _false_positive(threshold: float, b: int, r: int) -> float:

@@ -106,13 +106,15 @@ def test_student_checkpoint_loads_with_transformers(run):
 
 
 def test_distillation_improves_the_student(run):
+    """The demo does not evaluate the untrained student (``eval.evaluate_student_before: false``; it scored 0.000
+    whenever it was): the key stays in the summary, null."""
     summary = run[0]
-    assert summary["student_acc_after"] > summary["student_acc_before"] + 0.05
-    assert summary["teacher_acc"] > 0.3
+    assert summary["student_acc_before"] is None
+    assert summary["student_acc_after"] > 0.3 and summary["teacher_acc"] > 0.3
 
 
 def test_the_student_reaches_85_percent_of_the_teacher(run):
-    """Measured 2026-12-01 with 40 epochs (~730 steps): student 0.650 vs teacher 0.470 greedy (20 epochs: 0.16)."""
+    """Measured 2026-12-01 with ~730 steps: student 0.650 (16-sequence micro-batches), 0.660 (8) vs teacher 0.470."""
     summary = run[0]
     assert summary["student_acc_after"] >= 0.85 * summary["teacher_acc"] > 0
 
@@ -125,7 +127,8 @@ def test_report_is_written_next_to_the_manifest(run):
 def test_eval_measures_each_models_generation_cost_under_vllm(run):
     summary = run[0]
     results = json.loads((Path(summary["manifest"]).parent / "run_summary.json").read_text())["eval"]
-    for name in ("teacher", "student_before", "student_after"):
+    assert "student_before" not in results
+    for name in ("teacher", "student_after"):
         result = results[name]
         assert result["output_tokens_per_s"] > 0 and 0 < result["latency_p50_s"] <= result["latency_p90_s"]
         assert result["peak_rss_bytes"] > 300 * 2**20  # the actor and vLLM's engine-core process
