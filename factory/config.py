@@ -192,6 +192,16 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
 
 
+def top_level_keys(path: str | Path) -> set[str]:
+    """The top-level keys of the YAML mapping at ``path`` (empty when it is not a mapping or not valid YAML:
+    the loader that reads it reports the error). How the CLI tells config kinds apart."""
+    try:
+        data = read_yaml(path)
+    except ConfigError:
+        return set()
+    return set(data) if isinstance(data, dict) else set()
+
+
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> FactoryConfig:
     """Read a YAML file and validate it; see the module docstring."""
     return parse_config(read_yaml(path), str(path), overrides)

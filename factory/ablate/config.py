@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, validate_strict
+from factory.config import (ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, top_level_keys,
+                            validate_strict)
 from factory.sections import Section
 from factory.stages.ingest import PromptSource
 from factory.train.config import TrainConfig
@@ -116,11 +116,7 @@ class AblateConfig(Section):
 
 def is_ablate_config(path: str | Path) -> bool:
     """Whether the YAML file at ``path`` is an ablation config (a top-level ``ablate:`` key)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError:
-        return False  # the loader that reads it reports the YAML error
-    return isinstance(data, dict) and "ablate" in data
+    return "ablate" in top_level_keys(path)
 
 
 def parse_ablate_config(data, origin: str = "<ablation config>", overrides: tuple[str, ...] = ()) -> AblateConfig:

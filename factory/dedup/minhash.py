@@ -72,19 +72,13 @@ class MinHasher:
             raise ValueError(f"ngram must be >= 1, got {ngram}")
         lowered = [t.lower() for t in texts]
         sig = np.empty((len(texts), self.num_perm), dtype=np.uint32)
-        kernel, table = _word_kernel(), word_char_table()
+        from factory.dedup.minhash_kernel import word_minhash  # numba on first use: not at `import factory`
+
+        table = word_char_table()
         for begin, end in chunk_bounds(lowered):
             cps, starts, lengths = codepoints(lowered[begin:end])
-            kernel(cps, starts, lengths, table, ngram, self.a, self.b, sig[begin:end])
+            word_minhash(cps, starts, lengths, table, ngram, self.a, self.b, sig[begin:end])
         return sig
-
-
-def _word_kernel():
-    """The compiled fused word-shingle kernel (:mod:`factory.dedup.minhash_kernel`; numba is imported on
-    first use, so ``import factory`` does not pay for it)."""
-    from factory.dedup.minhash_kernel import word_minhash
-
-    return word_minhash
 
 
 def _false_positive(threshold: float, b: int, r: int) -> float:

@@ -12,33 +12,31 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from factory.dedup.hashing import _M32_1, _M32_2, _M64_1, _M64_2, _S33
 from factory.dedup.shingles import _COMBINE, _P_INV
 
-# Module-level constants: numba freezes them into the cached code (this file's edits invalidate it).
+# Module-level constants (the numpy finalizers' own): numba freezes them into the cached code, so editing
+# them where they are defined needs this file touched (or numba's cache cleared) to take effect.
 P_INV = np.uint64(_P_INV)
-COMBINE = np.uint64(_COMBINE)
-S33 = np.uint64(33)
-M1 = np.uint64(0xFF51AFD7ED558CCD)
-M2 = np.uint64(0xC4CEB9FE1A85EC53)
 LOW32 = np.uint64(0xFFFFFFFF)
 EMPTY = np.uint32(0xFFFFFFFF)
 
 
 @numba.njit(inline="always", cache=True)
 def fmix64(x):
-    x ^= x >> S33
-    x *= M1
-    x ^= x >> S33
-    x *= M2
-    return x ^ (x >> S33)
+    x ^= x >> _S33
+    x *= _M64_1
+    x ^= x >> _S33
+    x *= _M64_2
+    return x ^ (x >> _S33)
 
 
 @numba.njit(inline="always", cache=True)
 def fmix32(x):
     x ^= x >> np.uint32(16)
-    x = np.uint32(x * np.uint32(0x85EBCA6B))
+    x = np.uint32(x * _M32_1)
     x ^= x >> np.uint32(13)
-    x = np.uint32(x * np.uint32(0xC2B2AE35))
+    x = np.uint32(x * _M32_2)
     return x ^ (x >> np.uint32(16))
 
 
@@ -57,7 +55,7 @@ def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
                     h += (np.uint64(cps[j]) + np.uint64(1)) * power
                     power *= P_INV
                     j += 1
-                words[n_words] = fmix64(h ^ (np.uint64(j - i) * COMBINE))
+                words[n_words] = fmix64(h ^ (np.uint64(j - i) * _COMBINE))
                 n_words += 1
                 i = j
             else:
@@ -67,7 +65,7 @@ def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
         for first in range(n_words - width + 1 if n_words else 0):
             acc = np.uint64(0)
             for j in range(width):
-                acc = acc * COMBINE + words[first + j]
+                acc = acc * _COMBINE + words[first + j]
             hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
             for k in range(a.size):
                 v = np.uint32(a[k] * hv + b[k])

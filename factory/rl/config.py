@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, model_validator
 
-from factory.config import ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, validate_strict
+from factory.config import (ConfigError, FactoryConfig, RunConfig, load_config, read_yaml, top_level_keys,
+                            validate_strict)
 from factory.sections import Section
 
 
@@ -247,11 +247,7 @@ def parse_rl_config(data, origin: str = "<rl config>", overrides: tuple[str, ...
 def is_rl_config(path: str | Path) -> bool:
     """Whether the YAML file at ``path`` is an RL config: one names its distillation config under a
     top-level ``factory:`` key, which a distillation config never has."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError:
-        return False  # the loader that reads it reports the YAML error
-    return isinstance(data, dict) and "factory" in data
+    return "factory" in top_level_keys(path)
 
 
 def load_rl_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[RLConfig, FactoryConfig]:

@@ -23,7 +23,7 @@ from factory.console import ensure_worker_logging, progress
 log = logging.getLogger("factory.train")
 
 PROGRESS_LINES = 6
-"""Progress lines per run (one every total/10 steps, plus the last step)."""
+"""Progress lines per run (one every total/PROGRESS_LINES steps, plus the last step)."""
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 """Python package each ``train.log_to`` entry needs."""
 
