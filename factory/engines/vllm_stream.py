@@ -36,7 +36,8 @@ class VllmStreamer:
     def __init__(self, model_dir: str, dtype: str, cuda: bool, max_num_seqs: int):
         import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from factory.engines.vllm_engine import start_async_llm
 
         self.version = vllm.__version__
         args = AsyncEngineArgs(
@@ -44,9 +45,10 @@ class VllmStreamer:
             dtype=dtype,
             max_num_seqs=max_num_seqs,
             enforce_eager=not cuda,
+            distributed_executor_backend="uni",
             disable_log_stats=True,
         )
-        self._llm = AsyncLLM.from_engine_args(args)
+        self._llm = start_async_llm(args)
         self.max_model_len: int = self._llm.model_config.max_model_len
 
     async def stream(self, prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float) -> AsyncIterator[str]:

@@ -25,7 +25,8 @@ def _batch() -> pa.Table:
     return pa.Table.from_pylist([dict(p, source="synthetic", source_row=i + 1) for i, p in enumerate(PROMPTS)])
 
 
-def _generate(tiny_models, backend: str, max_tokens: int = 64, **engine) -> list[dict]:
+def _generate(tiny_models, backend: str, max_tokens: int = 64, while_open=None, **engine) -> list[dict]:
+    """Rows of a greedy batch; ``while_open()`` is called before the engine closes."""
     cfg = GenerationConfig.model_validate(
         {
             "engine": {"backend": backend, "model": tiny_models.teacher, "dtype": "float32", "enforce_eager": True, **engine},
@@ -34,7 +35,10 @@ def _generate(tiny_models, backend: str, max_tokens: int = 64, **engine) -> list
     )
     udf = TeacherGeneration(cfg)
     try:
-        return asyncio.run(udf(_batch())).to_pylist()
+        rows = asyncio.run(udf(_batch())).to_pylist()
+        if while_open:
+            while_open()
+        return rows
     finally:
         udf._engine.close()
 
@@ -44,9 +48,27 @@ def transformers_greedy(tiny_models):
     return _generate(tiny_models, "transformers")
 
 
-def test_greedy_vllm_matches_transformers(tiny_models, transformers_greedy):
+def _one_engine_core_running_its_worker(before: set[int]):
+    """On CPU the worker runs inside vLLM's engine-core process (``start_async_llm``): the engine adds one child
+    process (to those in ``before``) with no child of its own; the variables set while it started are restored."""
+    import psutil
+
+    def check() -> None:
+        new = [child for child in psutil.Process().children()  # multiprocessing's resource tracker is not vLLM's
+               if child.pid not in before and "resource_tracker" not in " ".join(child.cmdline())]
+        assert len(new) == 1 and not new[0].children(), [child.cmdline() for child in new]
+        assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ and "OMP_NUM_THREADS" not in os.environ
+
+    return check
+
+
+def test_greedy_vllm_matches_transformers(tiny_models, transformers_greedy, monkeypatch):
+    import psutil
+
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    vllm_rows = _generate(tiny_models, "vllm")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = {child.pid for child in psutil.Process().children()}
+    vllm_rows = _generate(tiny_models, "vllm", while_open=_one_engine_core_running_its_worker(before))
     assert [r["completion"] for r in vllm_rows] == [r["completion"] for r in transformers_greedy]
     assert [r["completion_tokens"] for r in vllm_rows] == [r["completion_tokens"] for r in transformers_greedy]
 
