@@ -62,6 +62,22 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
 
 
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """This process's environment holds ``values`` inside the block; each variable's earlier value (or its
+    absence) is restored after it, also when the block raises."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 MAX_GROUPBY_PARTITIONS = 200
 """Ray Data's own default for a hash-shuffle groupby, kept as the ceiling on large clusters."""
 

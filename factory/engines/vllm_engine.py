@@ -66,20 +66,13 @@ def start_async_llm(args):
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    from factory.runtime import scoped_environ
+
     if not (current_platform.is_cpu() and args.distributed_executor_backend == "uni"):
         return AsyncLLM.from_engine_args(args)
-    scoped = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-              "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) - 1))}
-    saved = {key: os.environ.get(key) for key in scoped}
-    os.environ.update(scoped)
-    try:
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) - 1))
+    with scoped_environ({"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": threads}):
         return AsyncLLM.from_engine_args(args)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class VllmEngine:

@@ -88,18 +88,14 @@ def _driver_auth(auth: dict[str, str]):
     its cached state is reset on the way in and out)."""
     from ray._private.authentication_test_utils import reset_auth_token_state
 
-    saved = {key: os.environ.get(key) for key in auth}
-    os.environ.update(auth)
-    reset_auth_token_state()
+    from factory.runtime import scoped_environ
+
     try:
-        yield
+        with scoped_environ(auth):
+            reset_auth_token_state()
+            yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_auth_token_state()
+        reset_auth_token_state()  # after the variables are restored
 
 
 @pytest.fixture
