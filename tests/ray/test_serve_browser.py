@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from factory.serve import TEMPERATURE, TOP_P
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000"]
@@ -27,7 +29,7 @@ STEP = re.compile(r"\d+[+-]\d+=\d+")
 """One worked step of the teacher's reasoning, e.g. "7+5=12"."""
 DURATION = re.compile(r"\(\d+(?:\.\d+)?s\)")
 """The reasoning title's timer, e.g. "(0.4s)": it changes without the reasoning changing."""
-NEAR_GREEDY = {"temperature": "0.1", "top-p": "0.7"}
+NEAR_GREEDY = {"temperature": str(TEMPERATURE.minimum), "top-p": str(TOP_P.minimum)}
 """The sliders' lowest settings, set before asking: the fallible tiny teacher slips now and then at the default
 0.6 (once a reply's answer came out as "\\boxe12+5"), and the checks are of the page, not of the model."""
 START_TIMEOUT_S = 240
