@@ -10,7 +10,8 @@ every row (:data:`PROMPT_SAMPLE_COLUMNS`, into a scratch dir of the staging dir)
 :func:`write_prompt_table` then builds the ``prompts`` side table — one row per prompt with its
 sample counts, pass-rate estimate, stop reason and difficulty
 (:func:`factory.stages.generate.policy.prompt_table`: the never-solved prompts, and the
-0 < pass rate < 1 ones RL tuning wants) — with a Ray groupby, and removes the scratch dir; it is
+0 < pass rate < 1 ones RL tuning wants) — with a Ray groupby (in the driver for a small run:
+:func:`factory.runtime.runs_in_process`), and removes the scratch dir; it is
 staged like every side table, so it is published with the snapshot or not at all. File names derive from
 the write task's index and the block's position in it, so a retried task overwrites its own files
 and the store's finalize (which renames, counts and checksums every file) sees each row once. Nothing
@@ -137,11 +138,17 @@ def write_prompt_table(staged, cfg, sink) -> None:
     side table from its scratch rows (module docstring), then the scratch dir removed."""
     import ray
 
-    from factory.runtime import groupby_partitions
+    from factory.runtime import groupby_partitions, runs_in_process
     from factory.stages.generate.policy import prompt_table
 
     scratch = _scratch_dir(staged)
-    if sink.counts["kept"] + sink.counts["dropped"]:
+    total = sink.counts["kept"] + sink.counts["dropped"]
+    if total and runs_in_process(total):  # narrow columns only: a small run skips a hash shuffle's start-up
+        import pyarrow.dataset as pads
+
+        rows = pads.dataset(staged.files.arrow_path(scratch), filesystem=staged.filesystem, format="parquet").to_table()
+        staged.write_table(prompt_table(rows, cfg.generation.adaptive).sort_by("prompt_id"), side="prompts")
+    elif total:
         rows = ray.data.read_parquet(scratch, filesystem=staged.filesystem)
         grouped = rows.groupby("prompt_id", num_partitions=groupby_partitions())  # not Ray's fixed 200
         table = grouped.map_groups(prompt_table, fn_kwargs={"adaptive": cfg.generation.adaptive}, batch_format="pyarrow")

@@ -78,6 +78,19 @@ def scoped_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+IN_PROCESS_MAX_ROWS = 20_000
+"""Up to this many rows, a step over narrow columns (the ``prompts`` side table's groupby) or a streamed per-row
+pass (training's token-length pass) runs in the calling process instead of in Ray Data tasks: there the task and
+worker start-up (~10 s a step on 2 cores) outweighs the work, and the process holds only narrow columns or one
+batch of text at a time. ``benchmarks/bench_small_steps.py`` measures both ways. Above it, Ray Data: no process
+holds O(rows) state."""
+
+
+def runs_in_process(rows: int) -> bool:
+    """Whether a step over ``rows`` rows runs in the calling process (:data:`IN_PROCESS_MAX_ROWS`)."""
+    return rows <= IN_PROCESS_MAX_ROWS
+
+
 MAX_GROUPBY_PARTITIONS = 200
 """Ray Data's own default for a hash-shuffle groupby, kept as the ceiling on large clusters."""
 

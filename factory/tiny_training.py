@@ -96,11 +96,13 @@ def _schedule(optimizer, steps: int, warmup: int):
 
 
 def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float, warmup: int, seed: int,
-              label: str = "sft", seconds: float | None = None) -> tuple[float, int]:
+              label: str = "sft", seconds: float | None = None, stop_when=None, check_every: int = 50) -> tuple[float, int]:
     """Plain-torch SFT (AdamW, ``_schedule``, loss on completion tokens only), drawing batches with
     a seeded RNG; logs progress as ``label``. With ``seconds``, stops at the first step past that
-    wall time (for learnability checks; the run is then not reproducible). Returns (mean loss of
-    the last ten steps, steps run)."""
+    wall time (for learnability checks; the run is then not reproducible). With ``stop_when`` (called
+    with the model in eval mode every ``check_every`` steps), stops at the first check it returns True
+    (still deterministic: the check only reads the model). Returns (mean loss of the last ten steps,
+    steps run)."""
     import torch
 
     rng = random.Random(seed)
@@ -120,6 +122,11 @@ def train_sft(model, examples, steps: int, batch_size: int, learning_rate: float
         progress.update(step, f"loss {sum(recent) / len(recent):.3f}")
         if seconds is not None and time.monotonic() - start > seconds:
             break
+        if stop_when is not None and step % check_every == 0:
+            model.eval()
+            if stop_when(model):
+                break
+            model.train()
     model.eval()
     return sum(recent) / len(recent), step
 

@@ -1,10 +1,11 @@
 """``run_training``: plan the data, start Ray Train workers running DeepSpeed, collect the result.
 
 Contract: the data is read from the snapshot's Parquet files (local paths, or URIs with the pyarrow
-``filesystem`` to read them) with Ray Data twice, streaming: once for token lengths and pass rates
-only (the driver drops samples longer than ``max_seq_len`` -- counted, their length distribution
-kept for the report -- and builds the :mod:`~factory.train.plan` from these small columns), once
-per data-parallel rank for training, where each rank's dataset keeps only the samples placed on it,
+``filesystem`` to read them) twice, streaming: once for token lengths and pass rates only (in Ray
+Data tasks, or batch by batch in the driver for a small snapshot: :func:`factory.runtime.runs_in_process`;
+the driver drops samples longer than ``max_seq_len`` -- counted, their length distribution kept for
+the report -- and builds the :mod:`~factory.train.plan` from these small columns), once per
+data-parallel rank for training, where each rank's dataset keeps only the samples placed on it,
 tokenizes them, and orders them by plan position (a distributed Ray Data sort), so no worker holds a
 copy of the whole snapshot. Missing kernel or tracker packages fail before Ray starts, naming the
 config field. A run directory with a complete checkpoint is resumed from it (model, optimizer,
@@ -108,16 +109,30 @@ def _place_batch(table: pa.Table, placements: list, tokenizer_path: str, eos_tok
     return out.append_column("pos", pa.array(pos, pa.int64())).append_column("seq", pa.array(seq, pa.int64()))
 
 
+MEASURE_BATCH_ROWS = 512
+"""Rows per tokenizer call of the length pass (a Ray Data batch, or one read batch in the driver)."""
+
+
 def _measure(files: list[str], model_path: str, eos_token: str | None, filesystem) -> pa.Table:
+    """Token lengths and pass rates of every sample, sorted by sample_id: streamed through the driver one
+    batch at a time for a small snapshot (:func:`factory.runtime.runs_in_process`), else in Ray Data tasks."""
     import ray
 
-    ds = ray.data.read_parquet(files, columns=_readable_columns(files, filesystem), filesystem=filesystem)
-    ds.context.enable_progress_bars = False
-    ds = ds.map_batches(_lengths_batch, fn_kwargs={"tokenizer_path": model_path, "eos_token": eos_token},
-                        batch_format="pyarrow", batch_size=512)
     from factory.rows import collect
+    from factory.runtime import runs_in_process
 
-    table = collect(ds)
+    columns = _readable_columns(files, filesystem)
+    kwargs = {"tokenizer_path": model_path, "eos_token": eos_token}
+    paths = [_arrow_path(f, filesystem) for f in files]
+    if runs_in_process(sum(pq.read_metadata(p, filesystem=filesystem).num_rows for p in paths)):
+        parts = [_lengths_batch(pa.Table.from_batches([batch]), **kwargs) for p in paths
+                 for batch in pq.ParquetFile(p, filesystem=filesystem).iter_batches(MEASURE_BATCH_ROWS, columns=columns)]
+        table = pa.concat_tables(parts) if parts else pa.table({})
+    else:
+        ds = ray.data.read_parquet(files, columns=columns, filesystem=filesystem)
+        ds.context.enable_progress_bars = False
+        table = collect(ds.map_batches(_lengths_batch, fn_kwargs=kwargs, batch_format="pyarrow",
+                                       batch_size=MEASURE_BATCH_ROWS))
     return table.sort_by("sample_id") if table.num_rows else table
 
 

@@ -255,8 +255,8 @@ def test_build_info_records_seed_spec_sizes_and_phase_times(tiny_models):
 
 TEACHER_TARGET_MISSED = pytest.mark.xfail(
     strict=True,
-    reason="issue 17's teacher target is not met by the committed kit (build ea73c7e55a1b6e12: sampled pass@1 0.40, "
-           "pass@8 0.735 against 0.5-0.7 and >= 0.9); strict, so the test fails once a kit meets it",
+    reason="issue 17's teacher target is not met by the committed kit (build 882ad43adfa40b28: sampled pass@1 0.76 "
+           "against 0.5-0.7; pass@8 0.96 meets >= 0.9); strict, so the test fails once a kit meets it",
 )
 
 
@@ -267,6 +267,27 @@ def test_build_info_records_a_good_but_fallible_teacher(tiny_models):
     assert 0.5 <= teacher["sampled_pass_at_1"] <= 0.7
     assert teacher["sampled_pass_at_8"] >= 0.9
     assert teacher["greedy_accuracy"] > teacher["sampled_pass_at_1"]
+
+
+def test_build_info_records_that_the_teacher_learnt_the_task_before_its_slips(tiny_models):
+    """The clean steps end on a measured accuracy, not a step count (``TinySpec.clean_target``)."""
+    teacher = tiny_models.info["teacher"]
+    assert teacher["clean_target_reached"] and teacher["clean_validation_accuracy"] >= tiny.SPEC.clean_target
+    assert teacher["clean_steps"] <= tiny.SPEC.clean_steps and teacher["clean_steps"] % tiny.SPEC.clean_check_every == 0
+
+
+def test_sft_stops_at_the_first_check_that_says_so(tokenizer):
+    model = tiny.new_model(MINI.student, tokenizer, seed=0, spec=MINI)
+    examples = tiny_training.sft_examples(tokenizer, [("What is 1+2+3+4+5?", "1+2=3")] * 8)
+    checked = []
+
+    def stop(checked_model) -> bool:
+        checked.append(checked_model.training)
+        return len(checked) == 2
+
+    _, steps = tiny_training.train_sft(model, examples, steps=10, batch_size=2, learning_rate=1e-3, warmup=1, seed=0,
+                                       stop_when=stop, check_every=3)
+    assert steps == 6 and checked == [False, False]  # checked in eval mode, at steps 3 and 6
 
 
 def test_build_info_records_a_reward_model_that_ranks_right_above_wrong(tiny_models):
@@ -292,7 +313,6 @@ def test_teacher_loaded_from_disk_is_good_but_fallible(fresh_samples):
     assert tiny_training.pass_at_k(graded, 8) >= 0.85
 
 
-@TEACHER_TARGET_MISSED
 def test_teacher_errors_are_slips_that_vary_between_samples(fresh_samples):
     """Most problems the teacher gets wrong once it also gets right, and its wrong answers differ."""
     problems, completions, graded = fresh_samples
