@@ -114,7 +114,8 @@ def test_distillation_improves_the_student(run):
 
 
 def test_the_student_reaches_85_percent_of_the_teacher(run):
-    """Measured 2026-12-01 with ~730 steps: student 0.650 (16-sequence micro-batches), 0.660 (8) vs teacher 0.470."""
+    """Measured 2026-12-02 on kit 882ad43a (teacher 0.855), 882 kept chains: 1,212 steps shuffled, student 0.79
+    (0.92x); the same steps with the first epoch easy to hard 0.52; 992 steps 0.675 (shuffled) and 0.73."""
     summary = run[0]
     assert summary["student_acc_after"] >= 0.85 * summary["teacher_acc"] > 0
 
