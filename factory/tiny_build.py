@@ -291,8 +291,8 @@ def _teacher_pairs(problems: list[dict], rng: random.Random, carry_slip_rate: fl
 def _train_teacher(tokenizer, spec: TinySpec, seed: int):
     """Clean chains first (the task is learnt fastest without noise), then chains with slips."""
     rng = random.Random(seed)
-    problems = synthetic.make_problems(spec.train_problems, seed)
-    validation = synthetic.make_problems(spec.train_problems + spec.validation_problems, seed)[spec.train_problems:]
+    drawn = synthetic.make_problems(spec.train_problems + spec.validation_problems, seed)  # a prefix-stable draw
+    problems, validation = drawn[:spec.train_problems], drawn[spec.train_problems:]
     checks: list[float] = []
 
     def learnt(model) -> bool:

@@ -123,10 +123,10 @@ def _measure(files: list[str], model_path: str, eos_token: str | None, filesyste
 
     columns = _readable_columns(files, filesystem)
     kwargs = {"tokenizer_path": model_path, "eos_token": eos_token}
-    paths = [_arrow_path(f, filesystem) for f in files]
-    if runs_in_process(sum(pq.read_metadata(p, filesystem=filesystem).num_rows for p in paths)):
-        parts = [_lengths_batch(pa.Table.from_batches([batch]), **kwargs) for p in paths
-                 for batch in pq.ParquetFile(p, filesystem=filesystem).iter_batches(MEASURE_BATCH_ROWS, columns=columns)]
+    parquet = [pq.ParquetFile(_arrow_path(f, filesystem), filesystem=filesystem) for f in files]  # footers, read once
+    if runs_in_process(sum(part.metadata.num_rows for part in parquet)):
+        parts = [_lengths_batch(pa.Table.from_batches([batch]), **kwargs) for part in parquet
+                 for batch in part.iter_batches(MEASURE_BATCH_ROWS, columns=columns)]
         table = pa.concat_tables(parts) if parts else pa.table({})
     else:
         ds = ray.data.read_parquet(files, columns=columns, filesystem=filesystem)
