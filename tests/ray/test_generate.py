@@ -145,3 +145,18 @@ def test_rerun_serves_every_prompt_from_checkpoint(vllm_run, ray_local, tiny_mod
     assert again.sort_by("sample_id").to_pylist() == first
     assert (stats["prompts_resumed"], stats["samples_generated"]) == (7, 0)
     assert stats["engine_start_s"] is None and stats["generation_s"] is None  # no engine was loaded
+
+
+def test_the_stage_kills_the_progress_actor_it_made(vllm_run):
+    """Named actors outlive their handles: one left per run would pile up in a long-lived driver."""
+    import time
+
+    import ray
+
+    def left() -> list[str]:
+        return [name for name in ray.util.list_named_actors() if name.startswith("factory-gen-progress-")]
+
+    deadline = time.monotonic() + 20  # ray.kill returns before the GCS marks the actor dead
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left() == []

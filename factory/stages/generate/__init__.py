@@ -54,8 +54,8 @@ class Generate(Stage):
 
     Run inputs: ``run.run_dir`` (checkpoint under ``<run_dir>/generation``; None: no checkpoint),
     ``run.extras["total_prompts"]`` (for the ETA) and ``run.extras["progress"]`` (a
-    :func:`new_progress` actor whose stats the caller reads; by default one is created and put
-    there)."""
+    :func:`new_progress` actor whose stats the caller reads; by default the stage creates one, puts
+    it there and kills it once its stats are read)."""
 
     name = "generate"
     section = "generation"
@@ -85,7 +85,8 @@ class Generate(Stage):
             store = CheckpointStore(os.path.join(self.run.run_dir, "generation"), generation_config_hash(cfg))
             log.info("generation checkpoint %s: %d prompts already started", store.root, len(store.index()))
         progress = self.run.extras.get("progress")
-        if progress is None:
+        owned = progress is None  # a caller-supplied actor is the caller's to kill
+        if owned:
             progress = self.run.extras["progress"] = new_progress(self.run.extras.get("total_prompts"),
                                                                   store.stats_path if store else None)
         if cfg.adaptive_mode and cfg.adaptive.token_budget is not None:  # resumed rows count against it
@@ -115,9 +116,19 @@ class Generate(Stage):
         samples = samples.map_batches(with_filter_columns, batch_format="pyarrow")
         resources = {"device": request.device, "actors": request.actors, "bundles": list(request.bundles)}
 
+        read: list[dict] = []
+
         def stats() -> dict:
-            placement.release()  # normally already gone: the execution's end removed the groups
-            return {**ray.get(progress.stats.remote()), "resources": resources}
+            """Read once, after the execution: an actor this stage made is killed then (named actors
+            outlive their handles, so a long-lived driver such as `factory refresh` would collect one
+            per run)."""
+            if not read:
+                placement.release()  # normally already gone: the execution's end removed the groups
+                read.append({**ray.get(progress.stats.remote()), "resources": resources})
+                if owned:
+                    self.run.extras.pop("progress", None)
+                    ray.kill(progress)
+            return read[0]
 
         return StageOutput(samples, stats)
 
