@@ -19,7 +19,8 @@ Contracts:
   model: a carry forgotten with some probability at each carrying addition, independently per
   step and per call, later steps following from the value written (as a person's would); it
   trains a teacher that is good but fallible. ``reword`` gives the same problem in other words
-  (for decontamination checks); ``solve`` reads either form (any sum of single-digit operands).
+  (for decontamination checks), ``with_context`` after a long preamble (for prompts that leave the
+  chain too little of the model's context); ``solve`` reads every form (any sum of single-digit operands).
 - ``extract_answer``/``is_correct`` are cheap exact checks for the tiny-model kit itself.
 Not covered: anything beyond this task's grammar (the project's real verifiers live elsewhere).
 """
@@ -155,6 +156,21 @@ def reword(prompt: str, seed: int) -> str:
     compact = "+".join(map(str, operands(prompt)))
     choices = [template.format(spaced=compact.replace("+", " + "), compact=compact) for template in _REWORDINGS]
     return random.Random(f"reword:{seed}:{prompt}").choice([text for text in choices if text != prompt])
+
+
+_CONTEXT_WORDS = ("the", "reading", "group", "met", "again", "after", "lunch", "and", "talked", "about", "maps",
+                  "rivers", "old", "letters", "a", "garden", "while", "rain", "fell", "on", "quiet", "streets", "of",
+                  "town", "someone", "brought", "tea", "notes", "were", "kept", "in", "blue", "folder")
+
+
+def with_context(prompt: str, chars: int, seed: int) -> str:
+    """``prompt`` after about ``chars`` characters of unrelated prose (no digits, so ``solve`` still reads the
+    question), deterministic in (prompt, chars, seed): a long document before a question, hence a long prompt."""
+    rng = random.Random(f"context:{seed}:{prompt}")
+    words: list[str] = []
+    while sum(len(word) + 1 for word in words) < chars:
+        words.append(rng.choice(_CONTEXT_WORDS))
+    return "Notes: " + " ".join(words) + ".\n" + prompt
 
 
 def extract_answer(text: str) -> str | None:

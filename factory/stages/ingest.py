@@ -93,12 +93,17 @@ class PromptSource(Section):
     synthetic_reword: bool = False
     """Synthetic source: each problem in other words (same operands): with the held-out split and the
     eval set's seed, a planted contamination that decontamination must remove."""
+    synthetic_context_chars: int = 0
+    """Synthetic source: characters of unrelated prose before each question (a long document makes a long
+    prompt): near the engine's ``max_model_len`` the chain has too little room left and is cut."""
 
     @model_validator(mode="after")
     def _check(self) -> "PromptSource":
         if self.kind == "synthetic":
             if self.synthetic_n <= 0:
                 raise ValueError("synthetic_n must be > 0 for a synthetic source")
+            if self.synthetic_context_chars < 0:
+                raise ValueError("synthetic_context_chars must be >= 0")
         elif not self.path:
             raise ValueError(f"path is required for a {self.kind} source")
         if self.limit is not None and self.limit <= 0:
@@ -198,10 +203,12 @@ def _records(source: PromptSource, path: Path | None) -> Iterator[tuple[int, dic
         from factory import synthetic
 
         problems = synthetic.make_problems(source.synthetic_n, source.synthetic_seed, source.synthetic_split)
-        if source.synthetic_reword:
-            for row in problems:
+        for row in problems if source.synthetic_reword or source.synthetic_context_chars else ():
+            if source.synthetic_reword:
                 row["prompt"] = synthetic.reword(row["prompt"], source.synthetic_seed)
-                row["prompt_id"] = synthetic.prompt_id(row["prompt"])
+            if source.synthetic_context_chars:
+                row["prompt"] = synthetic.with_context(row["prompt"], source.synthetic_context_chars, source.synthetic_seed)
+            row["prompt_id"] = synthetic.prompt_id(row["prompt"])
         return rows_batches(iter(pa.Table.from_pylist(problems).to_batches()))
     if source.kind == "jsonl":
         return rows_jsonl(path)

@@ -171,3 +171,22 @@ def test_math_verify_agrees_with_the_exact_check():
 def test_make_problems_rejects_bad_arguments(n, split):
     with pytest.raises(ValueError, match="split|n must"):
         synthetic.make_problems(n, seed=0, split=split)
+
+
+def test_with_context_puts_digit_free_prose_before_the_same_question():
+    prompt = synthetic.make_problems(1, seed=0)[0]["prompt"]
+    long = synthetic.with_context(prompt, 370, seed=3)
+    assert long.endswith(prompt) and 370 <= len(long) - len(prompt) < 400
+    assert not any(ch.isdigit() for ch in long[: -len(prompt)])
+    assert synthetic.solve(long) == synthetic.solve(prompt) and long == synthetic.with_context(prompt, 370, seed=3)
+
+
+def test_a_context_source_ingests_long_prompts_with_their_own_ids():
+    from factory.stages.ingest import PromptSource, _records
+
+    source = PromptSource(name="s", kind="synthetic", synthetic_n=3, synthetic_seed=3, synthetic_context_chars=370)
+    rows = [record for _, record in _records(source, None)]
+    assert len(rows) == 3 and all(len(row["prompt"]) > 370 for row in rows)
+    assert all(row["prompt_id"] == synthetic.prompt_id(row["prompt"]) for row in rows)
+    with pytest.raises(ValueError, match="synthetic_context_chars"):
+        PromptSource(name="s", kind="synthetic", synthetic_n=1, synthetic_context_chars=-1)
