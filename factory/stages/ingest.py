@@ -203,7 +203,7 @@ def _records(source: PromptSource, path: Path | None) -> Iterator[tuple[int, dic
         from factory import synthetic
 
         problems = synthetic.make_problems(source.synthetic_n, source.synthetic_seed, source.synthetic_split)
-        for row in problems if source.synthetic_reword or source.synthetic_context_chars else ():
+        for row in problems:  # ids follow the final text (unchanged text: the same id)
             if source.synthetic_reword:
                 row["prompt"] = synthetic.reword(row["prompt"], source.synthetic_seed)
             if source.synthetic_context_chars:
