@@ -168,8 +168,10 @@ def with_context(prompt: str, chars: int, seed: int) -> str:
     question), deterministic in (prompt, chars, seed): a long document before a question, hence a long prompt."""
     rng = random.Random(f"context:{seed}:{prompt}")
     words: list[str] = []
-    while sum(len(word) + 1 for word in words) < chars:
+    length = 0
+    while length < chars:
         words.append(rng.choice(_CONTEXT_WORDS))
+        length += len(words[-1]) + 1
     return "Notes: " + " ".join(words) + ".\n" + prompt
 
 

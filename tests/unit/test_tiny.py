@@ -285,6 +285,7 @@ def test_build_info_records_that_the_teacher_learnt_the_task_before_its_slips(ti
     teacher = tiny_models.info["teacher"]
     assert teacher["clean_target_reached"] and teacher["clean_validation_accuracy"] >= tiny.SPEC.clean_target
     assert teacher["clean_steps"] <= tiny.SPEC.clean_cycles * tiny.SPEC.clean_steps
+    assert teacher["clean_steps"] % tiny.SPEC.clean_check_every == 0  # each cycle ends at a check or its last step
     assert teacher["clean_validation_checks"][-1] == teacher["clean_validation_accuracy"]
 
 

@@ -20,6 +20,7 @@ checkpoint dir at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 import warnings
@@ -116,19 +117,17 @@ class Generate(Stage):
         samples = samples.map_batches(with_filter_columns, batch_format="pyarrow")
         resources = {"device": request.device, "actors": request.actors, "bundles": list(request.bundles)}
 
-        read: list[dict] = []
-
+        @functools.cache
         def stats() -> dict:
             """Read once, after the execution: an actor this stage made is killed then (named actors
             outlive their handles, so a long-lived driver such as `factory refresh` would collect one
             per run)."""
-            if not read:
-                placement.release()  # normally already gone: the execution's end removed the groups
-                read.append({**ray.get(progress.stats.remote()), "resources": resources})
-                if owned:
-                    self.run.extras.pop("progress", None)
-                    ray.kill(progress)
-            return read[0]
+            placement.release()  # normally already gone: the execution's end removed the groups
+            read = {**ray.get(progress.stats.remote()), "resources": resources}
+            if owned:
+                self.run.extras.pop("progress", None)
+                ray.kill(progress)
+            return read
 
         return StageOutput(samples, stats)
 
