@@ -54,6 +54,27 @@ def mark_drops(table: pa.Table, reasons: list[str | None] | pa.Array, stage: str
     return with_column(table, "drop_stage", pc.if_else(new, pa.scalar(stage, pa.string()), old_stage))
 
 
+def mark_listed(table: pa.Table, listed: dict[str, dict[str, pa.Array]], stage: str) -> pa.Table:
+    """:func:`mark_drops` for decisions made elsewhere (a global step on the driver, a narrow shuffle):
+    ``listed`` maps a key column (``prompt_id``, ``sample_id``) to ``{reason: ids}``; a row whose key is
+    in ``ids`` gets ``reason`` (the first listing that names a row wins). Key columns absent from the
+    table are skipped."""
+    reasons = pa.nulls(table.num_rows, pa.string())
+    for column, drops in listed.items():
+        if column not in table.column_names:
+            continue
+        for why, ids in drops.items():
+            hit = pc.and_(pc.is_in(table[column], value_set=ids), pc.is_null(reasons))
+            reasons = pc.if_else(hit, pa.scalar(why), reasons)
+    return mark_drops(table, reasons, stage)
+
+
+def looked_up(table: pa.Table, key: str, keys: pa.Array, found: pa.Array) -> pa.Array:
+    """Per row of ``table``, ``found[i]`` where ``keys[i]`` equals the row's ``key`` column (null when no
+    key matches): a per-key value decided elsewhere brought back to the rows without a join."""
+    return pc.take(found, pc.index_in(table[key], value_set=keys))
+
+
 def count_table_drops(table: pa.Table) -> dict[str, int]:
     """Dropped rows of ``table`` counted by ``"drop_stage:drop_reason"``, keys sorted."""
     counts: dict[str, int] = {}

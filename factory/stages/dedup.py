@@ -36,7 +36,7 @@ from factory.dedup.minhash import lsh_params
 from factory.dedup.resolve import resolve
 from factory.dedup.side_table import SignatureParams, checked, side_rows, text_signatures, with_params
 from factory.pipeline import Stage, StageOutput
-from factory.rows import mark_drops
+from factory.rows import mark_listed
 from factory.sections import Section
 
 STAGE = "dedup"
@@ -194,18 +194,6 @@ def _prior_keys(tables, cfg: DedupConfig) -> tuple[dict, dict, dict]:
     return out[0], out[1], counts
 
 
-def _apply(batch: pa.Table, prompt_drops: dict, sample_drops: dict) -> pa.Table:
-    """Mark the rows the decisions name (the first decision that names a row wins)."""
-    reasons = pa.nulls(batch.num_rows, pa.string())
-    for column, drops in (("prompt_id", prompt_drops), ("sample_id", sample_drops)):
-        if column not in batch.column_names:
-            continue
-        for why, ids in drops.items():
-            hit = pc.and_(pc.is_in(batch[column], value_set=ids), pc.is_null(reasons))
-            reasons = pc.if_else(hit, pa.scalar(why), reasons)
-    return mark_drops(batch, reasons, STAGE)
-
-
 class Dedup(Stage):
     """Exact and MinHash near-duplicate marking (module docstring). Run input:
     ``run.extras["prior_signatures"]``, an iterable of side tables of earlier snapshots (refresh)."""
@@ -247,7 +235,7 @@ class Dedup(Stage):
 
         def apply(batch: pa.Table) -> pa.Table:
             prompt_drops, sample_drops = ray.get(drops)
-            return _apply(batch, prompt_drops, sample_drops)
+            return mark_listed(batch, {"prompt_id": prompt_drops, "sample_id": sample_drops}, STAGE)
 
         return StageOutput(self.map_batches(ds, apply, batch_size=cfg.batch_size), stats)
 

@@ -53,14 +53,19 @@ def table() -> pa.Table:
     return build_table()
 
 
-@pytest.fixture(scope="module")
-def filtered(ray_local, table):
-    """The Ray result, materialised once; blocks of 4 rows split prompts across blocks."""
+@pytest.fixture(scope="module", params=["in_process", "shuffle"])
+def filtered(request, ray_local, table):
+    """The Ray result, materialised once; blocks of 4 rows split prompts across blocks. Rejection decides in the
+    driver (a small run) and, with the in-process ceiling at 0, in a Ray shuffle of the judged columns."""
     import ray
+
+    from factory import runtime
 
     ds = ray.data.from_arrow([table.slice(start, 4) for start in range(0, table.num_rows, 4)])
     cfg = make_config(filter=CONFIG, reward={"enabled": True, "model": "tiny:reward"})  # the policies use rewards
-    return run_small([FailedUpstream, Quality, Rejection], cfg, ds)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime, "IN_PROCESS_MAX_ROWS", 0 if request.param == "shuffle" else runtime.IN_PROCESS_MAX_ROWS)
+        return run_small([FailedUpstream, Quality, Rejection], cfg, ds)
 
 
 def test_ray_filters_keep_every_row(filtered, table):
@@ -99,3 +104,26 @@ def test_each_stage_counts_exactly_its_own_drops(filtered):
     assert counted == count_table_drops(table)
     assert sum(counted.values()) == 10
     assert [record.kept_out for record in records] == [11, 9, 4]
+
+
+def test_rejection_shuffles_only_the_judged_columns(monkeypatch, ray_local, table):
+    """The hash shuffle moves the judged columns, never the text (the driver path collects the same columns)."""
+    import ray
+    from ray.data import Dataset
+
+    from factory import runtime
+    from factory.stages.filter.rejection import JUDGED_COLUMNS
+
+    shuffled: list[list[str]] = []
+    groupby = Dataset.groupby
+
+    def spy(self, key, **kwargs):
+        shuffled.append(self.schema().names)
+        return groupby(self, key, **kwargs)
+
+    monkeypatch.setattr(runtime, "IN_PROCESS_MAX_ROWS", 0)
+    monkeypatch.setattr(Dataset, "groupby", spy)
+    cfg = make_config(filter=CONFIG, reward={"enabled": True, "model": "tiny:reward"})
+    out, _ = run_small([Rejection], cfg, ray.data.from_arrow(table))
+    assert out.num_rows == table.num_rows
+    assert len(shuffled) == 1 and set(shuffled[0]) <= set(JUDGED_COLUMNS) and "completion" not in shuffled[0]

@@ -7,8 +7,8 @@ Contract (docs/ARCHITECTURE.md): no row is ever removed. Rejected rows get ``dro
 rows dropped by an earlier stage pass through untouched (but still count towards the prompt's
 ``pass_rate``, which is set on every row). Infrastructure failures are dropped with their own
 reasons (``gen_*``, ``verify_error``, ``verify_timeout``, ``reward_error``), never scored 0.
-Rejection groups by ``prompt_id`` (a Ray shuffle), so row order is not kept; the rows themselves
-depend only on their prompt's rows and the config.
+Rejection decides per ``prompt_id`` over the judged columns only and marks the rows where they are; a
+row's outcome depends only on its prompt's rows and the config.
 """
 
 from __future__ import annotations

@@ -26,9 +26,6 @@ from factory.rows import mark_drops, values
 from factory.sections import Section
 from factory.think import format_problem, split_completion
 
-_HASH_BASE = np.uint64(0x100000001B3)
-
-
 class QualityConfig(Section):
     """Reasoning-trace quality filters; a ``None`` threshold turns that check off."""
 
@@ -89,24 +86,18 @@ def length_outlier(completion_tokens: int | None, low: int | None, high: int | N
     return None
 
 
-def repeated_share(units: list[str] | str, n: int) -> float:
-    """Share of the n-grams of ``units`` (words, or a string's characters) that repeat an earlier one;
-    0 when there are fewer than ``n`` units. N-grams are compared by a 64-bit polynomial hash
-    (vectorised; a collision, ~1e-10 for a 100k-character text, could only raise the share a hair)."""
-    total = len(units) - n + 1
-    if total <= 0:
-        return 0.0
-    if isinstance(units, str):
-        codes = np.frombuffer(units.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    else:
-        ids: dict[str, int] = {}
-        codes = np.fromiter((ids.setdefault(unit, len(ids)) for unit in units), dtype=np.uint64, count=len(units))
-    hashes = np.zeros(total, dtype=np.uint64)
-    for offset in range(n):
-        hashes = hashes * _HASH_BASE + codes[offset : offset + total]  # wraps modulo 2**64
-    hashes.sort()
-    distinct = 1 + int(np.count_nonzero(hashes[1:] != hashes[:-1]))
-    return 1.0 - distinct / total
+WHITESPACE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=np.bool_)
+"""The code points ``str.isspace`` (and so ``str.split()``) treats as whitespace; none lies above U+3000."""
+
+
+def repeated_shares(text: str, word_ngram: int, char_ngram: int) -> tuple[float, float]:
+    """The share of the word n-grams (``str.split()``'s words) and of the character n-grams of ``text`` that
+    repeat an earlier one, each 0 for an n of 0 or fewer than n units: one numba pass with hash sets
+    (:mod:`factory.stages.filter.repetition_kernel`; ``benchmarks/bench_quality.py`` measures it against the
+    exact set of n-gram tuples)."""
+    from factory.stages.filter.repetition_kernel import repeated_shares as kernel  # numba: not at `import factory`
+
+    return kernel(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), WHITESPACE, word_ngram, char_ngram)
 
 
 class QualityFilter:
@@ -129,11 +120,14 @@ class QualityFilter:
             return "missing_answer"
         if reason := length_outlier(completion_tokens, cfg.min_completion_tokens, cfg.max_completion_tokens):
             return reason
-        share = cfg.max_repeated_word_ngram_share
-        if share is not None and repeated_share(completion.split(), cfg.word_ngram) > share:
+        word_limit, char_limit = cfg.max_repeated_word_ngram_share, cfg.max_repeated_char_ngram_share
+        if word_limit is None and char_limit is None:
+            return None
+        word_share, char_share = repeated_shares(completion, cfg.word_ngram if word_limit is not None else 0,
+                                                 cfg.char_ngram if char_limit is not None else 0)
+        if word_limit is not None and word_share > word_limit:
             return "word_repetition"
-        share = cfg.max_repeated_char_ngram_share
-        if share is not None and repeated_share(completion, cfg.char_ngram) > share:
+        if char_limit is not None and char_share > char_limit:
             return "char_repetition"
         return None
 

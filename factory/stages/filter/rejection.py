@@ -26,10 +26,11 @@ Not covered: cross-prompt quotas (e.g. per-source balance) and diversity-aware s
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import field_validator, model_validator
 
 from factory.pipeline import Stage, StageOutput
-from factory.rows import mark_drops, values, with_column
+from factory.rows import looked_up, mark_drops, mark_listed, values, with_column
 from factory.sections import Section
 
 SCORED_VERDICTS = ("correct", "wrong", "no_answer")
@@ -147,18 +148,70 @@ def reject_group(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
     return mark_drops(out, reasons, STAGE)
 
 
+JUDGED_COLUMNS = ("prompt_id", "sample_id", "sample_index", "verdict", "reward", "completion_tokens", "drop_reason",
+                  "pass_rate_estimate")
+"""What :func:`reject_group` reads, plus ``sample_id`` to name the rows: the only columns the grouping moves (the
+rows' text stays where it is, so no process holds a partition's chains)."""
+
+
+def decide_group(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
+    """One prompt's judged columns -> its decisions, a row per sample: ``prompt_id``, ``sample_id``,
+    ``pass_rate`` and ``drop_reason``, the reason this stage drops the row for (null where it keeps the row
+    or an earlier stage dropped it)."""
+    out = reject_group(table, cfg)
+    mine = pc.fill_null(pc.equal(out["drop_stage"], STAGE), False)
+    return pa.table({"prompt_id": out["prompt_id"], "sample_id": out["sample_id"], "pass_rate": out["pass_rate"],
+                     "drop_reason": pc.if_else(mine, out["drop_reason"], pa.scalar(None, pa.string()))})
+
+
+def decide_in_process(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
+    """:func:`decide_group` over every prompt of ``table`` (the judged columns of a small run) in this process."""
+    table = table.sort_by("prompt_id")
+    ids = table["prompt_id"].to_pylist()
+    starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]] + [len(ids)]
+    parts = [decide_group(table.slice(start, end - start), cfg) for start, end in zip(starts, starts[1:])]
+    return pa.concat_tables(parts) if parts else decide_group(table, cfg)
+
+
 class Rejection(Stage):
-    """Per-prompt rejection sampling and pass rates (module docstring)."""
+    """Per-prompt rejection sampling and pass rates (module docstring). The decisions are made over the judged
+    columns only (:data:`JUDGED_COLUMNS`): grouped by ``prompt_id`` in a Ray shuffle, or in the driver up to
+    :data:`factory.runtime.IN_PROCESS_MAX_ROWS` rows, then collected on the driver (~100 bytes a row) and applied
+    to the rows where they are, batch by batch."""
 
     name = STAGE
     section = "filter.rejection"
-    requires = ("prompt_id", "sample_index", "verdict", "completion_tokens", "drop_reason", "drop_stage")
+    requires = ("prompt_id", "sample_id", "sample_index", "verdict", "completion_tokens", "drop_reason", "drop_stage")
     adds = ("pass_rate", "drop_reason", "drop_stage")
-    barrier = "a prompt's samples are judged together: groupby(prompt_id) is a Ray shuffle"
+    barrier = ("a prompt's samples are judged together: their judged columns are grouped by prompt_id, so the input "
+               "is materialised once (read for the decisions, then marked)")
 
     def apply(self, ds) -> StageOutput:
-        from factory.runtime import groupby_partitions
+        import ray
 
-        grouped = ds.groupby("prompt_id", num_partitions=groupby_partitions()).map_groups(self.metered(reject_group), fn_kwargs={"cfg": self.config},
-                                                     batch_format="pyarrow")
-        return StageOutput(grouped)
+        from factory.rows import collect
+        from factory.runtime import groupby_partitions, runs_in_process
+
+        cfg = self.config
+        ds = ds.materialize()
+        judged = ds.select_columns([name for name in JUDGED_COLUMNS if name in ds.schema().names])
+        if runs_in_process(ds.count()):
+            decisions = self.metered(decide_in_process)(collect(judged), cfg)
+        else:
+            grouped = judged.groupby("prompt_id", num_partitions=groupby_partitions())
+            decisions = collect(grouped.map_groups(self.metered(decide_group), fn_kwargs={"cfg": cfg},
+                                                   batch_format="pyarrow"))
+        if decisions.num_rows == 0:
+            return StageOutput(ds)
+        rates = decisions.group_by("prompt_id").aggregate([("pass_rate", "min")])  # one rate per prompt
+        dropped = decisions.filter(pc.is_valid(decisions["drop_reason"]))
+        sample_drops = {why: dropped.filter(pc.equal(dropped["drop_reason"], why))["sample_id"].combine_chunks()
+                        for why in pc.unique(dropped["drop_reason"]).to_pylist()}
+        shared = ray.put((rates["prompt_id"].combine_chunks(), rates["pass_rate_min"].combine_chunks(), sample_drops))
+
+        def mark(batch: pa.Table) -> pa.Table:
+            prompt_ids, pass_rates, sample_drops = ray.get(shared)
+            batch = with_column(batch, "pass_rate", looked_up(batch, "prompt_id", prompt_ids, pass_rates))
+            return mark_listed(batch, {"sample_id": sample_drops}, STAGE)
+
+        return StageOutput(self.map_batches(ds, mark))

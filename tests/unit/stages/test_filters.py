@@ -12,7 +12,7 @@ from factory.stages.filter.quality import (
     QualityConfig,
     QualityFilter,
     length_outlier,
-    repeated_share,
+    repeated_shares,
     truncated,
 )
 
@@ -59,17 +59,37 @@ def test_length_outlier_uses_fixed_bounds(tokens, low, high, expected):
 
 
 @pytest.mark.parametrize(
-    ("units", "n", "expected"),
+    ("text", "word_ngram", "char_ngram", "expected"),
     [
-        ("a b c d e f g h".split(), 4, 0.0),
-        ("a b c d a b c d a b c d".split(), 4, 1 - 4 / 9),
-        ("a b".split(), 4, 0.0),
-        ("abcabcabc", 3, 1 - 3 / 7),
-        ("", 10, 0.0),
+        ("a b c d e f g h", 4, 0, (0.0, 0.0)),
+        ("a b c d a b c d a b c d", 4, 0, (1 - 4 / 9, 0.0)),
+        ("a b", 4, 3, (0.0, 0.0)),
+        ("abcabcabc", 1, 3, (0.0, 1 - 3 / 7)),
+        ("", 4, 10, (0.0, 0.0)),
     ],
 )
-def test_repeated_share_counts_repeated_ngrams(units, n, expected):
-    assert repeated_share(units, n) == pytest.approx(expected)
+def test_repeated_shares_count_repeated_ngrams(text, word_ngram, char_ngram, expected):
+    assert repeated_shares(text, word_ngram, char_ngram) == pytest.approx(expected)
+
+
+def exact_share(units, n: int) -> float:
+    """The reference: the exact set of n-gram tuples."""
+    total = len(units) - n + 1
+    return 1 - len({tuple(units[i : i + n]) for i in range(total)}) / total if total > 0 else 0.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repeated_shares_equal_the_exact_sets_of_ngrams(seed):
+    """Words are str.split()'s (Unicode whitespace included); loops, CJK and formulas alike."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["Let", "me", "check", "7+5=12", "所以", "答案", "\\boxed{12}", "the", "sum", "é"]
+    spaces = [" ", "\n", "\t", "\u3000", "\xa0", "  "]
+    text = "".join(rng.choice(pieces) + rng.choice(spaces) for _ in range(rng.randint(50, 400)))
+    word, char = repeated_shares(text, 4, 10)
+    assert word == pytest.approx(exact_share(text.split(), 4))
+    assert char == pytest.approx(exact_share(text, 10))
 
 
 LOOP = "Let me check the sum again. " * 40

@@ -164,3 +164,28 @@ def test_rejection_config_errors_name_the_field(config, field):
 
 def test_filter_config_defaults_validate():
     assert FilterConfig().rejection.require_correct is True
+
+
+def test_decisions_in_process_equal_those_of_each_prompt_alone():
+    """The driver path (every prompt of a small run at once) decides as the per-prompt groups of the shuffle do."""
+    from factory.stages.filter.rejection import decide_group, decide_in_process
+
+    config = RejectionConfig(max_per_prompt=1)
+    groups = [samples({"verdict": "wrong"}, {}, {}, prompt_id="b"), samples({}, {"drop_reason": "truncated"}, prompt_id="a")]
+    together = decide_in_process(pa.concat_tables(groups), config)
+    alone = pa.concat_tables([decide_group(group, config) for group in groups])
+    assert sorted(together.to_pylist(), key=str) == sorted(alone.to_pylist(), key=str)
+    assert together.column_names == ["prompt_id", "sample_id", "pass_rate", "drop_reason"]
+    dropped = {row["sample_id"]: row["drop_reason"] for row in together.to_pylist() if row["drop_reason"]}
+    assert dropped == {"b:k:0": "verdict_wrong", "b:k:2": "over_max_per_prompt"}  # a:k:1 was dropped before
+
+
+def test_listed_drops_and_looked_up_values_reach_their_rows():
+    from factory.rows import looked_up, mark_listed
+
+    table = samples({}, {}, {"drop_reason": "truncated", "drop_stage": "quality"})
+    marked = mark_listed(table, {"sample_id": {"why": pa.array(["p0:k:1", "p0:k:2"])}, "absent": {}}, "rejection")
+    assert [(r["drop_reason"], r["drop_stage"]) for r in marked.to_pylist()] == [
+        (None, None), ("why", "rejection"), ("truncated", "quality")]
+    found = looked_up(table, "sample_id", pa.array(["p0:k:2", "p0:k:0"]), pa.array([0.25, 0.5]))
+    assert found.to_pylist() == [0.5, None, 0.25]
