@@ -40,6 +40,18 @@ def fmix32(x):
     return x ^ (x >> np.uint32(16))
 
 
+@numba.njit(inline="always", cache=True)
+def word_hash(cps, i, end, table):
+    """The hash of the word that starts at ``cps[i]`` (the run of code points ``table`` marks as word
+    characters, before ``end``), and the index after it: the one word hash of the dedup and quality kernels."""
+    h, power, j = np.uint64(0), np.uint64(1), i
+    while j < end and table[cps[j]]:
+        h += (np.uint64(cps[j]) + np.uint64(1)) * power
+        power *= P_INV
+        j += 1
+    return fmix64(h ^ (np.uint64(j - i) * _COMBINE)), j
+
+
 @numba.njit(nogil=True, cache=True)
 def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
     """``out[d]`` = the affine32 MinHash of document d's word ``ngram``-shingles; document d is
@@ -50,14 +62,8 @@ def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
         n_words, i, end = 0, starts[d], starts[d] + lengths[d]
         while i < end:
             if table[cps[i]]:
-                h, power, j = np.uint64(0), np.uint64(1), i
-                while j < end and table[cps[j]]:
-                    h += (np.uint64(cps[j]) + np.uint64(1)) * power
-                    power *= P_INV
-                    j += 1
-                words[n_words] = fmix64(h ^ (np.uint64(j - i) * _COMBINE))
+                words[n_words], i = word_hash(cps, i, end, table)
                 n_words += 1
-                i = j
             else:
                 i += 1
         mins[:] = EMPTY

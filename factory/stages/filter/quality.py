@@ -86,8 +86,9 @@ def length_outlier(completion_tokens: int | None, low: int | None, high: int | N
     return None
 
 
-WHITESPACE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=np.bool_)
-"""The code points ``str.isspace`` (and so ``str.split()``) treats as whitespace; none lies above U+3000."""
+WORD_CHARACTERS = np.ones(0x110000, dtype=np.bool_)
+WORD_CHARACTERS[:0x3001] = [not chr(c).isspace() for c in range(0x3001)]
+"""Every code point but those ``str.isspace`` (and so ``str.split()``) treats as whitespace; none lies above U+3000."""
 
 
 def repeated_shares(text: str, word_ngram: int, char_ngram: int) -> tuple[float, float]:
@@ -97,7 +98,7 @@ def repeated_shares(text: str, word_ngram: int, char_ngram: int) -> tuple[float,
     exact set of n-gram tuples)."""
     from factory.stages.filter.repetition_kernel import repeated_shares as kernel  # numba: not at `import factory`
 
-    return kernel(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), WHITESPACE, word_ngram, char_ngram)
+    return kernel(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), WORD_CHARACTERS, word_ngram, char_ngram)
 
 
 class QualityFilter:

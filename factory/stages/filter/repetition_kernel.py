@@ -3,8 +3,8 @@ well under a second by each new worker). Imported lazily by :func:`factory.stage
 
 Contract: for a text's code points, the share of its word n-grams and of its character n-grams that repeat an
 earlier n-gram of the same kind, in one pass with a hash set (no sort): words are the runs of non-whitespace
-code points (``str.split()``'s words when ``space`` marks what ``str.isspace`` does), each hashed as the MinHash
-kernel hashes words; n-grams are compared by 64-bit hashes, so a collision (~1e-10 for a 100k-character text)
+code points (``str.split()``'s words when ``table`` marks what ``str.isspace`` does not), each hashed by the
+MinHash kernel's :func:`~factory.dedup.minhash_kernel.word_hash`; n-grams are compared by 64-bit hashes, so a collision (~1e-10 for a 100k-character text)
 could only lower the distinct count by one.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from factory.dedup.minhash_kernel import P_INV, fmix64
+from factory.dedup.minhash_kernel import fmix64, word_hash
 from factory.dedup.shingles import _COMBINE
 
 CHAR_BASE = np.uint64(0x100000001B3)
@@ -67,22 +67,16 @@ def _share(hashes):
 
 
 @numba.njit(nogil=True, cache=True)
-def repeated_shares(cps, space, word_ngram, char_ngram):
-    """``(word share, character share)`` of the text ``cps`` (uint32 code points); ``space[c]`` marks the
-    whitespace code points below ``space.size``. An n of 0, or a text with fewer than n units, gives 0."""
+def repeated_shares(cps, table, word_ngram, char_ngram):
+    """``(word share, character share)`` of the text ``cps`` (uint32 code points); ``table[c]`` marks the
+    non-whitespace code points (sized for every code point). An n of 0, or a text with fewer than n units, gives 0."""
     n = cps.size
     words = np.empty(n // 2 + 1, np.uint64)
     count, i = 0, 0
     while i < n and word_ngram > 0:
-        if cps[i] < space.size and space[cps[i]]:
+        if not table[cps[i]]:
             i += 1
             continue
-        h, power, j = np.uint64(0), np.uint64(1), i
-        while j < n and not (cps[j] < space.size and space[cps[j]]):
-            h += (np.uint64(cps[j]) + np.uint64(1)) * power
-            power *= P_INV
-            j += 1
-        words[count] = fmix64(h ^ (np.uint64(j - i) * _COMBINE))
+        words[count], i = word_hash(cps, i, n, table)
         count += 1
-        i = j
     return _share(ngram_hashes(words[:count], word_ngram, _COMBINE)), _share(ngram_hashes(cps, char_ngram, CHAR_BASE))
