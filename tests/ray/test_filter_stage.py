@@ -127,3 +127,11 @@ def test_rejection_shuffles_only_the_judged_columns(monkeypatch, ray_local, tabl
     out, _ = run_small([Rejection], cfg, ray.data.from_arrow(table))
     assert out.num_rows == table.num_rows
     assert len(shuffled) == 1 and set(shuffled[0]) <= set(JUDGED_COLUMNS) and "completion" not in shuffled[0]
+
+
+def test_rejection_passes_an_empty_dataset_through(ray_local, table):
+    import ray
+
+    cfg = make_config(filter=CONFIG, reward={"enabled": True, "model": "tiny:reward"})
+    out, records = run_small([Rejection], cfg, ray.data.from_arrow(table.slice(0, 0)))
+    assert out.num_rows == 0 and records[0].drops == {}

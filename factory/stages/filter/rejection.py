@@ -165,12 +165,13 @@ def decide_group(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
 
 
 def decide_in_process(table: pa.Table, cfg: RejectionConfig) -> pa.Table:
-    """:func:`decide_group` over every prompt of ``table`` (the judged columns of a small run) in this process."""
+    """:func:`decide_group` over every prompt of ``table`` (the judged columns of a small run, at least one row)
+    in this process."""
     table = table.sort_by("prompt_id")
     ids = table["prompt_id"].to_pylist()
     starts = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]] + [len(ids)]
     parts = [decide_group(table.slice(start, end - start), cfg) for start, end in zip(starts, starts[1:])]
-    return pa.concat_tables(parts) if parts else decide_group(table, cfg)
+    return pa.concat_tables(parts)
 
 
 class Rejection(Stage):
@@ -194,15 +195,16 @@ class Rejection(Stage):
 
         cfg = self.config
         ds = ds.materialize()
+        rows = ds.count()
+        if rows == 0:  # e.g. a refresh with nothing new to generate
+            return StageOutput(ds)
         judged = ds.select_columns([name for name in JUDGED_COLUMNS if name in ds.schema().names])
-        if runs_in_process(ds.count()):
+        if runs_in_process(rows):
             decisions = self.metered(decide_in_process)(collect(judged), cfg)
         else:
             grouped = judged.groupby("prompt_id", num_partitions=groupby_partitions())
             decisions = collect(grouped.map_groups(self.metered(decide_group), fn_kwargs={"cfg": cfg},
                                                    batch_format="pyarrow"))
-        if decisions.num_rows == 0:
-            return StageOutput(ds)
         rates = decisions.group_by("prompt_id").aggregate([("pass_rate", "min")])  # one rate per prompt
         dropped = decisions.filter(pc.is_valid(decisions["drop_reason"]))
         sample_drops = {why: dropped.filter(pc.equal(dropped["drop_reason"], why))["sample_id"].combine_chunks()
