@@ -17,6 +17,8 @@ Not covered: semantic quality, answer correctness (verifiers), style.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 from pydantic import field_validator, model_validator
@@ -86,9 +88,13 @@ def length_outlier(completion_tokens: int | None, low: int | None, high: int | N
     return None
 
 
-WORD_CHARACTERS = np.ones(0x110000, dtype=np.bool_)
-WORD_CHARACTERS[:0x3001] = [not chr(c).isspace() for c in range(0x3001)]
-"""Every code point but those ``str.isspace`` (and so ``str.split()``) treats as whitespace; none lies above U+3000."""
+@functools.cache
+def word_characters() -> np.ndarray:
+    """Every code point but those ``str.isspace`` (and so ``str.split()``) treats as whitespace (none lies above
+    U+3000), as the kernel's word table; built on first use, once per process."""
+    table = np.ones(0x110000, dtype=np.bool_)
+    table[:0x3001] = [not chr(c).isspace() for c in range(0x3001)]
+    return table
 
 
 def repeated_shares(text: str, word_ngram: int, char_ngram: int) -> tuple[float, float]:
@@ -98,7 +104,7 @@ def repeated_shares(text: str, word_ngram: int, char_ngram: int) -> tuple[float,
     exact set of n-gram tuples)."""
     from factory.stages.filter.repetition_kernel import repeated_shares as kernel  # numba: not at `import factory`
 
-    return kernel(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), WORD_CHARACTERS, word_ngram, char_ngram)
+    return kernel(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), word_characters(), word_ngram, char_ngram)
 
 
 class QualityFilter:
