@@ -2,21 +2,21 @@
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 25000 50000 100000 200000] [--median-words 4000]
 
-For each N (samples), synthetic R1-like teacher outputs (:mod:`factory.synthetic_samples`: log-normal lengths around
-``--median-words`` with a tail to ``--max-words``; wrong, truncated, malformed, repeated, language-mixed and near-
-duplicate chains) are written in the generation checkpoint format, chunk by chunk, so the real path runs from
-there: verify (math-verify), reward off, infra/quality/language/rejection filters, dedup (exact + MinHash),
-decontamination, the streaming commit; then `factory refresh` with 10% new prompts (their samples also pre-
-written), which carries the parent's rows. It prints first the standalone math-verify rate per core
-(:func:`verify_baseline`, the verify goal's reference, measured in the same process and run), then per N the wall
-seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver (and its RSS as the run
-starts, which holds what preparing the samples left) and of every other process of the Ray session by role (the
-largest process of each role, and how many there were; also less its resident shared pages, which include the
-object-store objects a worker reads zero-copy), the object store's peak use and the bytes spilled and restored;
-then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per doubling <=
-2.3x, every process's peak RSS at the largest N <= 1.25x its value at the smallest, every CPU stage except verify
->= 2,000 rows/s at the largest N, verify >= 0.8x the standalone rate per core x cores (compared per core: rows per
-busy second, busy seconds being summed over workers).
+For each N (samples), synthetic R1-like teacher outputs (:mod:`factory.synthetic_samples`: log-normal lengths
+around ``--median-words`` with a tail to ``--max-words``; wrong, truncated, malformed, repeated, language-mixed
+and near-duplicate chains) are written in the generation checkpoint format, chunk by chunk, so the real path runs
+from there: verify (math-verify), reward off, infra/quality/language/rejection filters, dedup (exact + MinHash),
+decontamination, the streaming commit; then `factory refresh` with 10% new prompts (their samples also
+pre-written), which carries the parent's rows. It prints first the standalone math-verify rate per core
+(:func:`verify_baseline`, the verify goal's reference, measured in the same process and run), then per N the
+wall seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver (and its RSS as each
+run starts: what preparing the samples left in this process) and of every other process of the Ray session by
+role (the largest process of each role, and how many there were; also less its resident shared pages, which
+include the object-store objects a worker reads zero-copy), the object store's peak use and the bytes spilled and
+restored; then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per
+doubling <= 2.3x, every process's peak RSS at the largest N <= 1.25x its value at the smallest, every CPU stage
+except verify >= 2,000 rows/s at the largest N, verify >= 0.8x the standalone rate per core x cores (compared per
+core: rows per busy second, busy seconds being summed over workers).
 """
 
 from __future__ import annotations
