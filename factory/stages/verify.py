@@ -187,7 +187,7 @@ class Verify:
         started = time.monotonic()
         rows = table.select(list(INPUT_COLUMNS)).to_pylist()
         verdicts: list[VerdictResult | None] = [None] * len(rows)
-        code_rows = []
+        code_rows, math_rows = [], []
         for index, row in enumerate(rows):
             if row["gen_status"] != "ok":
                 continue
@@ -198,9 +198,13 @@ class Verify:
             elif row["task"] == "logic" and choice.applies(row["prompt"], row["reference"]):
                 verdicts[index] = choice.judge_choice(row["answer"], row["reference"], row["prompt"])
             elif row["task"] in ("math", "logic"):
-                verdicts[index] = self._math_verifier()(row["answer"], row["reference"])
+                math_rows.append(index)
             else:
                 verdicts[index] = VerdictResult("error", "none", "0", f"no verifier for task {row['task']!r}")
+        if math_rows:  # one pipelined call per batch: the math worker never waits between rows
+            judged = self._math_verifier().judge_many([(rows[i]["answer"], rows[i]["reference"]) for i in math_rows])
+            for index, verdict in zip(math_rows, judged, strict=True):
+                verdicts[index] = verdict
         for index, verdict in zip(code_rows, self._run_code([rows[i] for i in code_rows])):
             verdicts[index] = verdict
         self._check_breaker([verdicts[i] for i in code_rows])

@@ -29,6 +29,9 @@ from factory.verifiers.verdict import VerdictResult
 NAME = "math"
 VERSION = f"1+math-verify-{_dist_version('math-verify')}"
 STARTUP_TIMEOUT_S = 120.0
+PIPELINE_BYTES = 16384
+"""Most request bytes written ahead of the child's replies: below the smallest default pipe buffer (16 KiB
+on macOS, 64 KiB on Linux), so the parent never blocks in a write and keeps enforcing the limit."""
 
 
 def _result(status: str, detail: str) -> VerdictResult:
@@ -66,6 +69,7 @@ def judge_math(answer: str | None, reference: str | None) -> VerdictResult:
 class MathVerifier:
     """Judges math answers with a wall-clock limit per sample, in a persistent child process.
 
+    ``judge_many`` keeps the child busy across a batch (requests written ahead); a call judges one pair.
     Not thread-safe: one caller at a time. ``close()`` (or ``with``) stops the child; a timed-out
     or crashed child is killed and a fresh one started on the next call (~0.5 s). Worker start-up
     (imports) is not counted against a sample's limit.
@@ -79,21 +83,56 @@ class MathVerifier:
         self._buffer = b""
 
     def __call__(self, answer: str | None, reference: str | None) -> VerdictResult:
-        if extract_final_answer(answer) is None and reference_answer(reference) is not None:
-            return _result("no_answer", "no \\boxed{} or #### answer")  # skip the round trip
+        return self.judge_many([(answer, reference)])[0]
+
+    def judge_many(self, pairs: list[tuple[str | None, str | None]]) -> list[VerdictResult]:
+        """Verdicts of ``(answer, reference)`` pairs, in order, as if judged one at a time.
+
+        Requests are written ahead of the replies (at most ``PIPELINE_BYTES`` unanswered, so a write never
+        blocks on a busy child), so the child never waits for the parent between samples. The child judges
+        one request at a time: each reply is due within ``timeout_s`` of the previous one. On a timeout or
+        a dead child the sample being judged gets its ``timeout``/``error`` verdict, the child is killed,
+        and the rest go to a fresh child."""
+        results: list[VerdictResult | None] = [None] * len(pairs)
+        todo = []
+        for index, (answer, reference) in enumerate(pairs):
+            if extract_final_answer(answer) is None and reference_answer(reference) is not None:
+                results[index] = _result("no_answer", "no \\boxed{} or #### answer")  # skip the round trip
+            else:
+                todo.append(index)
+        while todo:
+            todo = self._judge_in_one_child(pairs, todo, results)
+        return results
+
+    def _judge_in_one_child(self, pairs, todo: list[int], results: list) -> list[int]:
+        """Judge ``todo`` in one child until done or it fails; return the indexes it left unjudged."""
+        requests = [json.dumps({"answer": pairs[i][0], "reference": pairs[i][1]}).encode() + b"\n" for i in todo]
+        sent = done = in_flight = 0
         try:
             proc = self._ensure_worker()
-            proc.stdin.write(json.dumps({"answer": answer, "reference": reference}).encode() + b"\n")
-            proc.stdin.flush()
-            line = self._read_line(proc, time.monotonic() + self.timeout_s)
+            while done < len(todo):
+                while sent < len(todo) and (sent == done or in_flight + len(requests[sent]) <= PIPELINE_BYTES):
+                    proc.stdin.write(requests[sent])
+                    in_flight += len(requests[sent])
+                    sent += 1
+                proc.stdin.flush()
+                line = self._reply(proc, pairs[todo[done]])
+                if line is None:
+                    self._kill()
+                    results[todo[done]] = _result("timeout", f"no verdict within {self.timeout_s}s")
+                    return todo[done + 1:]
+                results[todo[done]] = VerdictResult(**json.loads(line))
+                in_flight -= len(requests[done])
+                done += 1
         except (OSError, ValueError) as exc:
             self._kill()
-            return _result("error", f"math worker failed: {type(exc).__name__}: {exc}")
-        if line is None:
-            self._kill()
-            return _result("timeout", f"no verdict within {self.timeout_s}s")
-        reply = json.loads(line)
-        return VerdictResult(**reply)
+            results[todo[done]] = _result("error", f"math worker failed: {type(exc).__name__}: {exc}")
+            return todo[done + 1:]
+        return []
+
+    def _reply(self, proc: subprocess.Popen, pair: tuple[str | None, str | None]) -> bytes | None:
+        """The reply line to ``pair`` (the oldest request unanswered), or None past its limit."""
+        return self._read_line(proc, time.monotonic() + self.timeout_s)
 
     def _ensure_worker(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:

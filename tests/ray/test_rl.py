@@ -76,23 +76,17 @@ class OutageOnWrongAnswers(MathVerifier):
 
     kills = correct = 0
 
-    def __call__(self, answer, reference):
-        self._doomed = extract_final_answer(answer) not in (None, reference)
-        self._judging = False
-        verdict = super().__call__(answer, reference)
-        OutageOnWrongAnswers.correct += verdict.status == "correct"
-        return verdict
+    def judge_many(self, pairs):
+        verdicts = super().judge_many(pairs)
+        OutageOnWrongAnswers.correct += sum(verdict.status == "correct" for verdict in verdicts)
+        return verdicts
 
-    def _ensure_worker(self):
-        proc = super()._ensure_worker()
-        self._judging = True
-        return proc
-
-    def _read_line(self, proc, deadline):
-        if self._judging and self._doomed:
+    def _reply(self, proc, pair):
+        answer, reference = pair
+        if extract_final_answer(answer) not in (None, reference):
             OutageOnWrongAnswers.kills += 1
             kill_before_reply(proc)
-        return super()._read_line(proc, deadline)
+        return super()._reply(proc, pair)
 
 
 def test_a_verifier_outage_is_excluded_and_counted_not_scored_zero(tiny_models, tmp_path, monkeypatch):

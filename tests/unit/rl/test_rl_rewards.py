@@ -37,19 +37,10 @@ class KilledWorker(MathVerifier):
 
     doomed: set[str] = set()
 
-    def __call__(self, answer, reference):
-        self._current, self._judging = answer, False
-        return super().__call__(answer, reference)
-
-    def _ensure_worker(self):
-        proc = super()._ensure_worker()
-        self._judging = True  # reads from here on are this request's reply
-        return proc
-
-    def _read_line(self, proc, deadline):
-        if self._judging and any(text in (self._current or "") for text in self.doomed):
+    def _reply(self, proc, pair):
+        if any(text in (pair[0] or "") for text in self.doomed):
             kill_before_reply(proc)
-        return super()._read_line(proc, deadline)
+        return super()._reply(proc, pair)
 
 
 def _kwargs(n: int, log: list | None = None) -> dict:

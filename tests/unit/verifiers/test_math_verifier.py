@@ -110,3 +110,22 @@ class _DiesBeforeTheRequest(MathVerifier):
 def test_worker_dying_before_the_request_is_error_not_an_exception():
     with _DiesBeforeTheRequest(timeout_s=5.0) as verifier:
         assert verifier("\\boxed{1}", "1").status == "error"
+
+
+def test_a_batch_judged_ahead_gives_the_one_at_a_time_verdicts(math_verifier):
+    pairs = [("\\boxed{72}", "72"), ("\\boxed{73}", "72"), ("no answer", "72"), ("\\boxed{0.5}", "\\frac12"),
+             ("\\boxed{72}", None)] * 40
+    assert [v.status for v in math_verifier.judge_many(pairs)] == [math_verifier(*p).status for p in pairs]
+
+
+def test_a_hang_inside_a_batch_times_out_that_sample_only_and_the_rest_are_judged():
+    pairs = [("\\boxed{72}", "72"), ("\\boxed{9^{9^{9^{9}}}}", "72"), ("\\boxed{73}", "72"), ("\\boxed{72}", "72")]
+    with MathVerifier(timeout_s=1.0) as verifier:
+        assert [v.status for v in verifier.judge_many(pairs)] == ["correct", "timeout", "wrong", "correct"]
+
+
+def test_requests_larger_than_the_pipe_budget_are_still_judged(math_verifier):
+    from factory.verifiers.math_verifier import PIPELINE_BYTES
+
+    long_answer = "word " * (PIPELINE_BYTES // 2) + "\\boxed{72}"
+    assert [v.status for v in math_verifier.judge_many([(long_answer, "72")] * 3)] == ["correct"] * 3
