@@ -2,9 +2,12 @@
 
 math: ``MathVerifier`` (child process, per-sample limit) vs math-verify called directly in-process
       (no time limit), on GSM8K references judged against themselves.
+verify stage: the stage's callable (``Verify``: rows to Python, the think split, one pipelined
+      ``judge_many`` per batch of 64, the format check) vs ``judge_math`` in-process on the same answers,
+      over the scale benchmark's synthetic R1-length chains (~25 KB; needs no data files).
 code: HumanEval canonical solutions through the sandbox vs a plain unsandboxed ``python -c``
       subprocess, both with a pool of 2 concurrent runs.
-Run: ``.venv/bin/python benchmarks/bench_verifiers.py [--math-samples 500]``
+Run: ``.venv/bin/python benchmarks/bench_verifiers.py [--math-samples 500] [--stage-only]``
 """
 
 from __future__ import annotations
@@ -46,6 +49,34 @@ def bench_math(references: list[str]) -> tuple[float, float]:
     return direct, wrapped
 
 
+def bench_verify_stage(prompts: int = 400, batch_size: int = 64) -> tuple[float, float]:
+    import pyarrow as pa
+
+    from factory import synthetic_samples
+    from factory.stages.verify import Verify, VerifyConfig
+    from factory.think import split_completion
+    from factory.verifiers.math_verifier import judge_math
+
+    prompt_rows = synthetic_samples.prompts(prompts, seed=7)
+    samples = synthetic_samples.sample_rows(prompt_rows, n=4, seed=3, median_words=4000, max_words=32000)
+    rows = [{"task": "math", "prompt": p["question"], "completion": s["completion"], "answer": None,
+             "reference": p["answer"], "tests": None, "entry_point": None, "gen_status": "ok"}
+            for p, per_prompt in zip(prompt_rows, samples) for s in per_prompt]
+    pairs = [(split_completion(row["completion"])[1], row["reference"]) for row in rows]
+    judge_math(*pairs[0])  # imports outside the clock
+    started = time.perf_counter()
+    for pair in pairs:
+        judge_math(*pair)
+    direct = rate(len(pairs), time.perf_counter() - started)
+    table = pa.Table.from_pylist(rows)
+    stage = Verify(VerifyConfig(batch_size=batch_size))
+    stage(table.slice(0, batch_size))  # worker start-up outside the clock
+    started = time.perf_counter()
+    for start in range(0, table.num_rows, batch_size):
+        stage(table.slice(start, batch_size))
+    return direct, rate(table.num_rows, time.perf_counter() - started)
+
+
 def bench_code(tasks: list[dict], parallel: int = 2) -> tuple[float, float]:
     python = default_python()
 
@@ -79,7 +110,13 @@ def bench_code(tasks: list[dict], parallel: int = 2) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--math-samples", type=int, default=500)
+    parser.add_argument("--stage-only", action="store_true", help="only the verify-stage figure (no data files)")
     args = parser.parse_args()
+    direct, staged = bench_verify_stage()
+    print(f"verify judge_math in-process {direct:8.1f} samples/s   (R1-length synthetic chains)")
+    print(f"verify stage callable        {staged:8.1f} samples/s   ratio {staged / direct:.2f}x")
+    if args.stage_only:
+        return
     with open(DATA / "gsm8k" / "test.jsonl") as handle:
         references = [json.loads(line)["answer"] for line in handle][: args.math_samples]
     with gzip.open(DATA / "humaneval" / "HumanEval.jsonl.gz", "rt") as handle:
