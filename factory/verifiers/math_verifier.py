@@ -69,7 +69,7 @@ def judge_math(answer: str | None, reference: str | None) -> VerdictResult:
 class MathVerifier:
     """Judges math answers with a wall-clock limit per sample, in a persistent child process.
 
-    ``judge_many`` keeps the child busy across a batch (requests written ahead); a call judges one pair.
+    ``judge_many`` keeps the child busy across a batch (requests written ahead); calling it judges one pair.
     Not thread-safe: one caller at a time. ``close()`` (or ``with``) stops the child; a timed-out
     or crashed child is killed and a fresh one started on the next call (~0.5 s). Worker start-up
     (imports) is not counted against a sample's limit.
