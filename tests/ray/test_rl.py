@@ -18,6 +18,7 @@ from factory.rl.config import parse_rl_config
 from factory.schema import DATASET_SCHEMA, conform
 from factory.verifiers.answers import extract_final_answer
 from factory.verifiers.math_verifier import MathVerifier
+from verifier_faults import kill_before_reply
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT = "[{name: heldout, kind: synthetic, task: math, synthetic_n: 8, synthetic_split: heldout, synthetic_seed: 1}]"
@@ -56,20 +57,6 @@ def test_a_short_grpo_run_raises_the_correctness_reward(tiny_models, tmp_path):
     assert last > first + 0.15, correctness
 
 
-def kill_before_reply(proc) -> None:
-    """Kill the worker and discard whatever it wrote: it died before its reply reached the parent."""
-    proc.kill()
-    proc.wait()
-    os.set_blocking(proc.stdout.fileno(), False)
-    try:
-        while os.read(proc.stdout.fileno(), 65536):
-            pass
-    except BlockingIOError:
-        pass
-    finally:
-        os.set_blocking(proc.stdout.fileno(), True)
-
-
 class OutageOnWrongAnswers(MathVerifier):
     """Fault injection: the real math worker is killed mid-judgement for every completion whose answer is
     wrong, so if an outage were scored 0 the step's mean correctness would include those zeros."""
@@ -85,7 +72,7 @@ class OutageOnWrongAnswers(MathVerifier):
         answer, reference = pair
         if extract_final_answer(answer) not in (None, reference):
             OutageOnWrongAnswers.kills += 1
-            kill_before_reply(proc)
+            kill_before_reply(self, proc)
         return super()._reply(proc, pair)
 
 

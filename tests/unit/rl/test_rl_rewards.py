@@ -3,32 +3,17 @@ completions whose verification failed for infrastructure reasons -- here a math 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from factory.rl.config import RewardsConfig
 from factory.rl.rewards import VerifiedRewards
 from factory.stages.verify import VerifyConfig
 from factory.verifiers.math_verifier import MathVerifier
+from verifier_faults import kill_before_reply
 
 RIGHT = "3+4=7\n</think>\n\n\\boxed{7}"
 WRONG = "3+4=8\n</think>\n\n\\boxed{8}"
 CUT = "3+4=7\n3+4=7\n3+4"  # a chain cut at the rollout length: no answer
-
-
-def kill_before_reply(proc) -> None:
-    """Kill the worker and discard whatever it wrote: it died before its reply reached the parent."""
-    proc.kill()
-    proc.wait()
-    os.set_blocking(proc.stdout.fileno(), False)
-    try:
-        while os.read(proc.stdout.fileno(), 65536):
-            pass
-    except BlockingIOError:
-        pass
-    finally:
-        os.set_blocking(proc.stdout.fileno(), True)
 
 
 class KilledWorker(MathVerifier):
@@ -39,7 +24,7 @@ class KilledWorker(MathVerifier):
 
     def _reply(self, proc, pair):
         if any(text in (pair[0] or "") for text in self.doomed):
-            kill_before_reply(proc)
+            kill_before_reply(self, proc)
         return super()._reply(proc, pair)
 
 
