@@ -9,9 +9,13 @@ whose true 5-word-shingle Jaccard spreads over [0.5, 1]. Prints:
 3. quality: recall of planted pairs with Jaccard >= threshold vs the S-curve 1-(1-J^r)^b averaged
    over those pairs (goal: within 2 points), and pairs of unrelated documents merged (goal: 0);
 4. scaling: the signature stage in Ray Data with 1 vs 2 workers (4x the corpus; best of 2 runs each).
-   On a shared 2-core machine this figure mostly measures the neighbours' load.
+   On a shared 2-core machine this figure mostly measures the neighbours' load;
+5. R1-length chains (``--chain-words``, median words of ``bench_scale.py``'s synthetic chains): the kernel's
+   docs/s vs the same kernel with the earlier loop order (permutations inside the loop over shingles, a
+   branch and a store per value; the kernel before it was restructured), signatures checked equal; and the
+   exact-dedup normalisation (``normalize_exact``) vs its earlier regex form, outputs checked equal.
 
-Run: ``.venv/bin/python benchmarks/bench_minhash.py [--docs 20000] [--skip-ray]``.
+Run: ``.venv/bin/python benchmarks/bench_minhash.py [--docs 20000] [--skip-ray] [--chain-docs 2000]``.
 """
 
 from __future__ import annotations
@@ -81,6 +85,88 @@ def ours_numpy(docs, num_perm, ngram):
     return MinHasher(num_perm, 1).signatures(shingles(docs, "word", ngram))
 
 
+def shingle_outer_kernel():
+    """The baseline of measure 5: the word-MinHash kernel as it was before its loops were swapped (for each
+    shingle, every permutation's value compared and stored), compiled here; otherwise the package's kernel."""
+    import numba
+
+    from factory.dedup.minhash_kernel import EMPTY, LOW32, fmix32, fmix64, word_hash
+    from factory.dedup.shingles import _COMBINE
+
+    @numba.njit(nogil=True)
+    def kernel(cps, starts, lengths, table, ngram, a, b, out):
+        words = np.empty(lengths.max() // 2 + 2 if lengths.size else 1, np.uint64)
+        mins = np.empty(a.size, np.uint32)
+        for d in range(starts.size):
+            n_words, i, end = 0, starts[d], starts[d] + lengths[d]
+            while i < end:
+                if table[cps[i]]:
+                    words[n_words], i = word_hash(cps, i, end, table)
+                    n_words += 1
+                else:
+                    i += 1
+            mins[:] = EMPTY
+            width = min(ngram, n_words)
+            for first in range(n_words - width + 1 if n_words else 0):
+                acc = np.uint64(0)
+                for j in range(width):
+                    acc = acc * _COMBINE + words[first + j]
+                hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
+                for k in range(a.size):
+                    v = np.uint32(a[k] * hv + b[k])
+                    if v < mins[k]:
+                        mins[k] = v
+            out[d] = mins
+
+    return kernel
+
+
+def chain_kernels(n_docs: int, median_words: int, num_perm: int, ngram: int) -> dict:
+    """Measure 5: docs/s of the package's kernel and of the shingle-outer baseline on R1-length chains, 1 core
+    (best of 3 passes each, both compiled first); their signatures must be equal."""
+    from factory.dedup.hashing import normalize_exact
+    from factory.dedup.minhash import MinHasher
+    from factory.dedup.minhash_kernel import word_minhash
+    from factory.dedup.shingles import chunk_bounds, codepoints, word_char_table
+
+    rng = np.random.default_rng(1)
+    vocab = np.array([f"{chr(97 + i % 26)}{i:x}" for i in range(20_000)] + ["=", "+", "so", "step", "\\boxed{12}"])
+    lengths = np.clip(rng.lognormal(np.log(median_words), 0.6, n_docs).astype(int), 50, 8 * median_words)
+    words = [rng.choice(vocab, size=int(n)) for n in lengths]
+    docs = ["\n".join(" ".join(w[i:i + 12]) for i in range(0, w.size, 12)) for w in words]  # lines of 12 words
+    hasher, table = MinHasher(num_perm, 1), word_char_table()
+    chunks = [codepoints(docs[begin:end]) + (begin, end) for begin, end in chunk_bounds(docs)]
+    rates, outputs = {}, {}
+    for name, kernel in (("kernel", word_minhash), ("shingle_outer_baseline", shingle_outer_kernel())):
+        out = np.empty((n_docs, num_perm), np.uint32)
+        kernel(*chunks[0][:3], table, ngram, hasher.a, hasher.b, out[chunks[0][3]:chunks[0][4]])  # compile
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for cps, starts, lens, begin, end in chunks:
+                kernel(cps, starts, lens, table, ngram, hasher.a, hasher.b, out[begin:end])
+            best = min(best, time.perf_counter() - start)
+        rates[name], outputs[name] = n_docs / best, out
+    assert np.array_equal(outputs["kernel"], outputs["shingle_outer_baseline"])
+    normalised = {}
+    for name, normalise in (("normalize_exact", normalize_exact), ("regex_baseline", regex_normalize)):
+        start = time.perf_counter()
+        normalised[name] = [normalise(d) for d in docs]
+        rates[name] = n_docs / (time.perf_counter() - start)
+    assert normalised["normalize_exact"] == normalised["regex_baseline"]
+    return {"docs": n_docs, "mean_chars": float(np.mean([len(d) for d in docs])), "docs_per_s_1_core": rates,
+            "kernel_speedup_vs_shingle_outer": rates["kernel"] / rates["shingle_outer_baseline"],
+            "normalize_speedup_vs_regex": rates["normalize_exact"] / rates["regex_baseline"]}
+
+
+def regex_normalize(text: str) -> str:
+    """The baseline of measure 5's normalisation: ``normalize_exact`` as it was, with a whitespace regex."""
+    import re
+    import unicodedata
+
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
 def datasketch_lsh(sig, threshold, num_perm):
     from datasketch import LeanMinHash, MinHashLSH
 
@@ -140,6 +226,8 @@ def main() -> None:
     parser.add_argument("--ngram", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--chain-docs", type=int, default=2_000, help="R1-length chains for measure 5 (0: skip)")
+    parser.add_argument("--chain-words", type=int, default=4_000, help="their median length in words")
     args = parser.parse_args()
     from factory.dedup.minhash import collision_probability, lsh_params
 
@@ -201,6 +289,8 @@ def main() -> None:
         times = ray_scaling(docs * 4, args.num_perm, args.ngram)  # enough work per task to hide task overhead
         results["ray_signature_stage_seconds"] = times
         results["ray_speedup_2_vs_1_workers"] = times[1] / times[2]
+    if args.chain_docs:
+        results["r1_length_chains"] = chain_kernels(args.chain_docs, args.chain_words, args.num_perm, args.ngram)
     print(json.dumps(results, indent=2, default=float))
 
 

@@ -8,13 +8,11 @@ as intended (numpy array arithmetic wraps silently).
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from typing import Iterable
 
 import numpy as np
 
-_WHITESPACE = re.compile(r"\s+")
 _M64_1 = np.uint64(0xFF51AFD7ED558CCD)
 _M64_2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
@@ -46,8 +44,12 @@ def fmix32(values: np.ndarray) -> np.ndarray:
 
 def normalize_exact(text: str) -> str:
     """Text as compared by exact dedup: NFKC, lowercased, whitespace runs collapsed to one space,
-    stripped. Punctuation and word order still count."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+    stripped. Punctuation and word order still count.
+
+    ``str.split()`` splits at the same characters as the regex ``\\s+`` (both use ``str.isspace``; tested), so
+    this equals ``re.sub(r"\\s+", " ", t).strip()`` and hashes of earlier snapshots stay valid; on R1-length
+    chains it is ~4x faster, and the regex was 3/4 of the dedup stage's per-row time."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
 def hash64(texts: Iterable[str]) -> np.ndarray:

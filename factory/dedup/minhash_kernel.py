@@ -55,9 +55,14 @@ def word_hash(cps, i, end, table):
 @numba.njit(nogil=True, cache=True)
 def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
     """``out[d]`` = the affine32 MinHash of document d's word ``ngram``-shingles; document d is
-    ``cps[starts[d]:starts[d] + lengths[d]]`` (lower-cased code points), ``table`` marks word characters."""
-    words = np.empty(lengths.max() // 2 + 2 if lengths.size else 1, np.uint64)
-    mins = np.empty(a.size, np.uint32)
+    ``cps[starts[d]:starts[d] + lengths[d]]`` (lower-cased code points), ``table`` marks word characters.
+
+    Per document: the shingles' 32-bit hashes first, then one min-reduction over them per permutation (no
+    branch, no store in the inner loop): 1.14-1.24x the docs/s of the permutation loop inside the shingle
+    loop on R1-length chains (benchmarks/bench_minhash.py, measure 5)."""
+    capacity = lengths.max() // 2 + 2 if lengths.size else 1
+    words = np.empty(capacity, np.uint64)
+    hashes = np.empty(capacity, np.uint32)
     for d in range(starts.size):
         n_words, i, end = 0, starts[d], starts[d] + lengths[d]
         while i < end:
@@ -66,15 +71,15 @@ def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
                 n_words += 1
             else:
                 i += 1
-        mins[:] = EMPTY
         width = min(ngram, n_words)
-        for first in range(n_words - width + 1 if n_words else 0):
+        n_shingles = n_words - width + 1 if n_words else 0
+        for first in range(n_shingles):
             acc = np.uint64(0)
             for j in range(width):
                 acc = acc * _COMBINE + words[first + j]
-            hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
-            for k in range(a.size):
-                v = np.uint32(a[k] * hv + b[k])
-                if v < mins[k]:
-                    mins[k] = v
-        out[d] = mins
+            hashes[first] = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
+        for k in range(a.size):
+            ak, bk, low = a[k], b[k], EMPTY
+            for s in range(n_shingles):
+                low = min(low, np.uint32(ak * hashes[s] + bk))
+            out[d, k] = low

@@ -1,8 +1,8 @@
 """End to end: `factory run` on the demo config (`make demo`'s run, with its outputs in a temp dir) — real Ray,
 vLLM (CPU), DeepSpeed and Parquet, nothing mocked, no file outside the repository — then assertions on what it
 printed and on the files it wrote, read back with pyarrow. It is the one test that checks what the demo claims.
-Marked ``isolated``: the run starts its own Ray instance, and beside the suite's session instance it took ~60 s
-longer (395 s vs 337 s alone, benchmarks/README.md) and Ray Train's placement-group cleaner found two instances."""
+Marked ``isolated``: the run starts its own Ray instance, so it runs in the second pytest process (no session
+instance in that process; docs/platform.md)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 started with `ray start --block`, so stopping it stops only its processes."""
-    port, dash = _free_port(), _free_port()
+    port, dash, agent = _free_port(), _free_port(), _free_port()
     log_path = tmp_path_factory.mktemp("ray-head") / "head.log"
     log = open(log_path, "w")
     # Token authentication on, as on real clusters (cluster/): the head and this client share a fresh token.
@@ -44,7 +44,8 @@ def ray_head(tmp_path_factory):
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+         "--num-cpus=2", "--disable-usage-stats"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while True:
@@ -103,8 +104,9 @@ def _submit_and_wait(address: str, config: Path, slot: str) -> tuple[str, bool]:
     return submitted["submission_id"], submitted["submitted"]
 
 
-# Run in its own pytest process (`make test` does): with the suite's session Ray instance alive in the same
-# process, the new head's job agent did not come up within the wait.
+# Run in its own pytest process (`make test` does), with no session instance of this process beside the head.
+# The head's agent gets a free port: at Ray's default (52365) it fails to bind whenever another Ray instance
+# on the machine has it, and the head then never accepts a job ("No available agent to submit job").
 @pytest.mark.isolated
 def test_refresh_reuses_unchanged_prompts_and_runs_each_slot_once(ray_head, tmp_path, tiny_models):
     from factory import synthetic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,19 @@ from factory.dedup.hashing import exact_hashes, normalize_exact, scoped
 )
 def test_normalize_exact(text, expected):
     assert normalize_exact(text) == expected
+
+
+def test_normalize_exact_collapses_exactly_the_whitespace_of_the_regex_definition():
+    """Split-and-join must equal ``re.sub(r"\\s+", " ", t).strip()`` (what snapshots' hashes were made with), so
+    the same text keeps its exact-dedup hash across versions: both treat the same code points as whitespace."""
+    import re
+    import sys
+
+    whitespace = re.compile(r"\s")
+    differ = [hex(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() != bool(whitespace.fullmatch(chr(c)))]
+    assert differ == []
+    for text in ["\u00a0a\u2028\u2029b\x1c\x1fc\u3000\u3000d\u0085", "\u00a8x", " \t\n ", ""]:
+        assert normalize_exact(text) == re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
 def test_exact_hashes_equal_for_equal_normalised_text():
