@@ -12,8 +12,9 @@ pre-written), which carries the parent's rows. It prints first the standalone ma
 wall seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver (and its RSS as each
 run starts: what preparing the samples left in this process) and of every other process of the Ray session by
 role (the largest process of each role, and how many there were; also less its resident shared pages, which
-include the object-store objects a worker reads zero-copy), the object store's peak use and the bytes spilled and
-restored; then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per
+include the object-store objects a worker reads zero-copy), the CPU seconds each role used (sampled: busy seconds
+count a batch's wall time, waiting for a core included; ``math_worker`` is verification's judging), the object
+store's peak use and the bytes spilled and restored; then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per
 doubling <= 2.3x, every process's peak RSS at the largest N <= 1.25x its value at the smallest, every CPU stage
 except verify >= 2,000 rows/s at the largest N, verify >= 0.8x the standalone rate per core x cores (compared per
 core: rows per busy second, busy seconds being summed over workers).
@@ -66,6 +67,8 @@ class RssSampler(threading.Thread):
         self.peaks: dict[str, int] = defaultdict(int)
         self.private: dict[str, int] = defaultdict(int)  # RSS less resident shared pages (object-store mmaps)
         self.processes: dict[str, set] = defaultdict(set)
+        self.cpu: dict[str, float] = defaultdict(float)  # CPU seconds (user + system) per role, by sampled deltas
+        self._cpu_seen: dict[int, float] = {}
         self.store = {"used_peak": 0, "spilled": 0, "restored": 0}
 
     def run(self) -> None:
@@ -75,10 +78,15 @@ class RssSampler(threading.Thread):
         while not self._done.is_set():
             for proc in [me] + me.children(recursive=True):
                 try:
-                    memory = proc.memory_info()
+                    memory, times = proc.memory_info(), proc.cpu_times()
                 except Exception:
                     continue
                 role = _role(proc)
+                # a worker's CPU since the last sample goes to the role it has now (a process that exits
+                # between two samples loses at most one interval's CPU)
+                used = times.user + times.system
+                self.cpu[role] += used - self._cpu_seen.get(proc.pid, 0.0)
+                self._cpu_seen[proc.pid] = used
                 self.peaks[role] = max(self.peaks[role], memory.rss)
                 self.private[role] = max(self.private[role], memory.rss - getattr(memory, "shared", 0))
                 self.processes[role].add(proc.pid)
@@ -102,11 +110,11 @@ class RssSampler(threading.Thread):
         self.store["spilled"] = max(self.store["spilled"], stats.spilled_bytes_total)
         self.store["restored"] = max(self.store["restored"], stats.restored_bytes_total)
 
-    def stop(self) -> tuple[dict, dict, dict, dict]:
+    def stop(self) -> tuple[dict, dict, dict, dict, dict]:
         self._done.set()
         self.join()
         return (dict(self.peaks), dict(self.private), {role: len(pids) for role, pids in self.processes.items()},
-                dict(self.store))
+                dict(self.store), dict(self.cpu))
 
 
 def verify_baseline(median_words: int, max_words: int, seconds: float = 20.0) -> dict:
@@ -183,12 +191,14 @@ def _timed_run(cfg, incremental: bool) -> dict:
     started = time.perf_counter()
     summary = run_distill(cfg, incremental=incremental)
     seconds = time.perf_counter() - started
-    peaks, private, processes, store = sampler.stop()
+    peaks, private, processes, store, cpu = sampler.stop()
     stages = {s["name"]: {"rows_in": s.get("rows_in"), "rows_out": s.get("rows_out"), "busy_s": s.get("busy_s"),
                           "wall_s": s.get("wall_s")} for s in summary.stages}
     return {"seconds": round(seconds, 1), "stages": stages, "driver_rss_at_start_mb": round(driver_at_start / 2**20),
             "peak_rss_mb": {k: round(v / 2**20) for k, v in peaks.items()},
-            "peak_private_mb": {k: round(v / 2**20) for k, v in private.items()}, "processes": processes, "object_store_peak_mb": round(store["used_peak"] / 2**20),
+            "peak_private_mb": {k: round(v / 2**20) for k, v in private.items()}, "processes": processes,
+            "cpu_s": {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda item: -item[1])},
+            "object_store_peak_mb": round(store["used_peak"] / 2**20),
             "spilled_mb": round(store["spilled"] / 2**20), "restored_mb": round(store["restored"] / 2**20),
             "kept": json.loads(Path(summary.manifest).read_text())["num_rows"]}
 
