@@ -90,28 +90,18 @@ def shingle_outer_kernel():
     shingle, every permutation's value compared and stored), compiled here; otherwise the package's kernel."""
     import numba
 
-    from factory.dedup.minhash_kernel import EMPTY, LOW32, fmix32, fmix64, word_hash
-    from factory.dedup.shingles import _COMBINE
+    from factory.dedup.minhash_kernel import EMPTY, document_words, shingle_hash
 
     @numba.njit(nogil=True)
     def kernel(cps, starts, lengths, table, ngram, a, b, out):
         words = np.empty(lengths.max() // 2 + 2 if lengths.size else 1, np.uint64)
         mins = np.empty(a.size, np.uint32)
         for d in range(starts.size):
-            n_words, i, end = 0, starts[d], starts[d] + lengths[d]
-            while i < end:
-                if table[cps[i]]:
-                    words[n_words], i = word_hash(cps, i, end, table)
-                    n_words += 1
-                else:
-                    i += 1
+            n_words = document_words(cps, starts[d], starts[d] + lengths[d], table, words)
             mins[:] = EMPTY
             width = min(ngram, n_words)
             for first in range(n_words - width + 1 if n_words else 0):
-                acc = np.uint64(0)
-                for j in range(width):
-                    acc = acc * _COMBINE + words[first + j]
-                hv = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
+                hv = shingle_hash(words, first, width)
                 for k in range(a.size):
                     v = np.uint32(a[k] * hv + b[k])
                     if v < mins[k]:

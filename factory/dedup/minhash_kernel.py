@@ -52,6 +52,29 @@ def word_hash(cps, i, end, table):
     return fmix64(h ^ (np.uint64(j - i) * _COMBINE)), j
 
 
+@numba.njit(inline="always", cache=True)
+def document_words(cps, begin, end, table, words):
+    """The hashes of the words of ``cps[begin:end]``, in order, into ``words``; returns how many there are."""
+    n_words, i = 0, begin
+    while i < end:
+        if table[cps[i]]:
+            words[n_words], i = word_hash(cps, i, end, table)
+            n_words += 1
+        else:
+            i += 1
+    return n_words
+
+
+@numba.njit(inline="always", cache=True)
+def shingle_hash(words, first, width):
+    """The 32-bit MinHash input of the shingle of ``width`` words from ``words[first]``: its combined 64-bit
+    hash (as :func:`factory.dedup.shingles.shingles` makes it), low 32 bits, pre-mixed as datasketch does."""
+    acc = np.uint64(0)
+    for j in range(width):
+        acc = acc * _COMBINE + words[first + j]
+    return fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
+
+
 @numba.njit(nogil=True, cache=True)
 def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
     """``out[d]`` = the affine32 MinHash of document d's word ``ngram``-shingles; document d is
@@ -64,20 +87,11 @@ def word_minhash(cps, starts, lengths, table, ngram, a, b, out):
     words = np.empty(capacity, np.uint64)
     hashes = np.empty(capacity, np.uint32)
     for d in range(starts.size):
-        n_words, i, end = 0, starts[d], starts[d] + lengths[d]
-        while i < end:
-            if table[cps[i]]:
-                words[n_words], i = word_hash(cps, i, end, table)
-                n_words += 1
-            else:
-                i += 1
+        n_words = document_words(cps, starts[d], starts[d] + lengths[d], table, words)
         width = min(ngram, n_words)
         n_shingles = n_words - width + 1 if n_words else 0
         for first in range(n_shingles):
-            acc = np.uint64(0)
-            for j in range(width):
-                acc = acc * _COMBINE + words[first + j]
-            hashes[first] = fmix32(np.uint32(fmix64(acc ^ np.uint64(width)) & LOW32))
+            hashes[first] = shingle_hash(words, first, width)
         for k in range(a.size):
             ak, bk, low = a[k], b[k], EMPTY
             for s in range(n_shingles):
