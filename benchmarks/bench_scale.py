@@ -75,6 +75,12 @@ class RssSampler(threading.Thread):
         import psutil
 
         me, tick = psutil.Process(), 0
+        for proc in [me] + me.children(recursive=True):  # CPU used before the run (e.g. preparing) is not counted
+            try:
+                times = proc.cpu_times()
+            except Exception:
+                continue
+            self._cpu_seen[proc.pid] = times.user + times.system
         while not self._done.is_set():
             for proc in [me] + me.children(recursive=True):
                 try:
