@@ -13,7 +13,8 @@ whose true 5-word-shingle Jaccard spreads over [0.5, 1]. Prints:
 5. R1-length chains (``--chain-words``, median words of ``bench_scale.py``'s synthetic chains): the kernel's
    docs/s vs the same kernel with the earlier loop order (permutations inside the loop over shingles, a
    branch and a store per value; the kernel before it was restructured), signatures checked equal; and the
-   exact-dedup normalisation (``normalize_exact``) vs its earlier regex form, outputs checked equal.
+   exact-dedup normalisation (``normalize_exact``) vs its earlier regex form, and the dedup stage's per-row
+   work (``features``) with each, outputs checked equal.
 
 Run: ``.venv/bin/python benchmarks/bench_minhash.py [--docs 20000] [--skip-ray] [--chain-docs 2000]``.
 """
@@ -144,9 +145,39 @@ def chain_kernels(n_docs: int, median_words: int, num_perm: int, ngram: int) -> 
         normalised[name] = [normalise(d) for d in docs]
         rates[name] = n_docs / (time.perf_counter() - start)
     assert normalised["normalize_exact"] == normalised["regex_baseline"]
+    rates.update(stage_features(docs))
     return {"docs": n_docs, "mean_chars": float(np.mean([len(d) for d in docs])), "docs_per_s_1_core": rates,
             "kernel_speedup_vs_shingle_outer": rates["kernel"] / rates["shingle_outer_baseline"],
-            "normalize_speedup_vs_regex": rates["normalize_exact"] / rates["regex_baseline"]}
+            "normalize_speedup_vs_regex": rates["normalize_exact"] / rates["regex_baseline"],
+            "stage_features_speedup_vs_regex": rates["stage_features"] / rates["stage_features_regex_baseline"]}
+
+
+def stage_features(docs: list[str]) -> dict:
+    """Rows/s of the dedup stage's per-row work (``factory.stages.dedup.features``: exact keys and band keys of
+    prompts and completions) on the chains as completions, 4 per prompt, in batches of 1,024; and the same with
+    the exact keys' normalisation in its earlier regex form (patched in for the baseline only). Equal outputs."""
+    import pyarrow as pa
+
+    from factory.dedup import hashing
+    from factory.stages.dedup import DedupConfig, features
+
+    n = len(docs)
+    table = pa.table({"prompt_id": [f"p{i // 4}" for i in range(n)], "sample_id": [f"s{i}" for i in range(n)],
+                      "prompt": [f"What is {i // 4} + 1?" for i in range(n)], "completion": docs,
+                      "drop_reason": pa.nulls(n, pa.string()), "reward": [0.5] * n})
+    cfg, rates, outputs = DedupConfig(), {}, {}
+    features(table.slice(0, 8), cfg)  # kernel loaded, tables built
+    for name, normalise in (("stage_features", hashing.normalize_exact),
+                            ("stage_features_regex_baseline", regex_normalize)):
+        original, hashing.normalize_exact = hashing.normalize_exact, normalise
+        try:
+            start = time.perf_counter()
+            outputs[name] = [features(table.slice(begin, 1024), cfg) for begin in range(0, n, 1024)]
+            rates[name] = n / (time.perf_counter() - start)
+        finally:
+            hashing.normalize_exact = original
+    assert all(a.equals(b) for a, b in zip(*outputs.values(), strict=True))
+    return rates
 
 
 def regex_normalize(text: str) -> str:
