@@ -47,12 +47,16 @@ def reference_answer(reference: str | None) -> str | None:
 
 def judge_math(answer: str | None, reference: str | None) -> VerdictResult:
     """Judge one response's answer text against a reference, with no time limit (see module doc)."""
+    return judge_extracted(extract_final_answer(answer), reference)
+
+
+def judge_extracted(predicted: str | None, reference: str | None) -> VerdictResult:
+    """:func:`judge_math` given the answer already extracted from the response (None: it had none)."""
     from math_verify import parse, verify
 
     gold_text = reference_answer(reference)
     if gold_text is None:
         return _result("error", "no reference answer")
-    predicted = extract_final_answer(answer)
     if predicted is None:
         return _result("no_answer", "no \\boxed{} or #### answer")
     try:
@@ -88,25 +92,28 @@ class MathVerifier:
     def judge_many(self, pairs: list[tuple[str | None, str | None]]) -> list[VerdictResult]:
         """Verdicts of ``(answer, reference)`` pairs, in order, as if judged one at a time.
 
-        Requests are written ahead of the replies (at most ``PIPELINE_BYTES`` unanswered, so a write never
-        blocks on a busy child), so the child never waits for the parent between samples. The child judges
-        one request at a time: each reply is due within ``timeout_s`` of the previous one. On a timeout or
-        a dead child the sample being judged gets its ``timeout``/``error`` verdict, the child is killed,
-        and the rest go to a fresh child."""
+        Each answer is extracted here and only the extracted answer goes to the child (a few bytes, not a chain
+        of up to ~130 KB), so many requests fit in the pipe ahead of the replies (at most ``PIPELINE_BYTES``
+        unanswered, so a write never blocks on a busy child) and the child never waits for the parent between
+        samples. The child judges one request at a time: each reply is due within ``timeout_s`` of the previous
+        one. On a timeout or a dead child the sample being judged gets its ``timeout``/``error`` verdict, the
+        child is killed, and the rest go to a fresh child."""
         results: list[VerdictResult | None] = [None] * len(pairs)
-        todo = []
+        todo, requests = [], {}
         for index, (answer, reference) in enumerate(pairs):
-            if extract_final_answer(answer) is None and reference_answer(reference) is not None:
+            predicted = extract_final_answer(answer)
+            if predicted is None and reference_answer(reference) is not None:
                 results[index] = _result("no_answer", "no \\boxed{} or #### answer")  # skip the round trip
             else:
                 todo.append(index)
+                requests[index] = json.dumps({"predicted": predicted, "reference": reference}).encode() + b"\n"
         while todo:
-            todo = self._judge_in_one_child(pairs, todo, results)
+            todo = self._judge_in_one_child(pairs, todo, [requests[i] for i in todo], results)
         return results
 
-    def _judge_in_one_child(self, pairs, todo: list[int], results: list) -> list[int]:
-        """Judge ``todo`` in one child until done or it fails; return the indexes it left unjudged."""
-        requests = [json.dumps({"answer": pairs[i][0], "reference": pairs[i][1]}).encode() + b"\n" for i in todo]
+    def _judge_in_one_child(self, pairs, todo: list[int], requests: list[bytes], results: list) -> list[int]:
+        """Judge ``todo`` (whose request lines are ``requests``) in one child until done or it fails; return the
+        indexes it left unjudged."""
         sent = done = in_flight = 0
         try:
             proc = self._ensure_worker()

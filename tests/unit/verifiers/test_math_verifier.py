@@ -127,5 +127,7 @@ def test_a_hang_inside_a_batch_times_out_that_sample_only_and_the_rest_are_judge
 def test_requests_larger_than_the_pipe_budget_are_still_judged(math_verifier):
     from factory.verifiers.math_verifier import PIPELINE_BYTES
 
-    long_answer = "word " * (PIPELINE_BYTES // 2) + "\\boxed{72}"
-    assert [v.status for v in math_verifier.judge_many([(long_answer, "72")] * 3)] == ["correct"] * 3
+    # only the extracted answer is sent, but the reference goes whole: a long worked solution fills the budget
+    long_reference = "word " * (PIPELINE_BYTES // 2) + "#### 72"
+    pairs = [("\\boxed{72}", long_reference), ("\\boxed{71}", long_reference), ("so \\boxed{72}", long_reference)]
+    assert [v.status for v in math_verifier.judge_many(pairs)] == ["correct", "wrong", "correct"]
