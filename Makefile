@@ -42,12 +42,14 @@ demo: install
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 # Tests marked `isolated` start their own Ray head or instance; they run in a second pytest process beside the
 # first (the suite keeps 2 cores only ~70% busy, so together they end ~5 min sooner than one after the other).
-# Its output goes to $(ISOLATED_LOG) and is printed after the first process's; make fails if either did.
+# Its output goes to $(ISOLATED_LOG) and is printed after the first process's; make fails if either did. A
+# background job of make's shell ignores Ctrl-C, so the trap stops it.
 ISOLATED_LOG := runs/test-isolated.log
 test: install sysdeps
 	@mkdir -p $(dir $(ISOLATED_LOG))
 	@echo "make test: the isolated tests run beside these; their output follows at the end ($(ISOLATED_LOG))"
 	@$(BIN)/pytest -m isolated $(PYTEST_ARGS) > $(ISOLATED_LOG) 2>&1 & isolated=$$!; \
+	trap 'kill $$isolated 2>/dev/null; exit 130' INT TERM; \
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	wait $$isolated; irc=$$?; \
 	echo "================ isolated tests (second pytest process; $(ISOLATED_LOG)) ================"; \
