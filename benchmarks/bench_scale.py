@@ -10,7 +10,7 @@ decontamination, the streaming commit; then `factory refresh` with 10% new promp
 pre-written), which carries the parent's rows. It prints first the standalone math-verify rate per core
 (:func:`verify_baseline`, the verify goal's reference, measured in the same process and run), then per N the
 wall seconds of both runs, each stage's busy seconds and rows/s, the peak RSS of the driver (and its RSS as each
-run starts: what preparing the samples left in this process) and of every other process of the Ray session by
+run starts: what earlier runs left in this process; the samples are prepared in a child process) and of every other process of the Ray session by
 role (the largest process of each role, and how many there were; also less its resident shared pages, which
 include the object-store objects a worker reads zero-copy), the CPU seconds each role used (sampled: busy seconds
 count a batch's wall time, waiting for a core included; ``math_worker`` is verification's judging), the object
@@ -184,13 +184,23 @@ def _write_generation(cfg, prompt_rows: list[dict], median_words: int, max_words
         synthetic_samples.write_checkpoint(chunk, samples, cfg.generation, str(run_dir(cfg) / "generation"))
 
 
+def _prepare(cfg, prompt_rows: list[dict], median_words: int, max_words: int) -> None:
+    """:func:`_write_generation` in a child process, so that what preparing the samples allocates (and the
+    allocator keeps) is not counted in the driver's memory during the runs that follow."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_write_generation, cfg, prompt_rows, median_words, max_words).result()
+
+
 def _timed_run(cfg, incremental: bool) -> dict:
     import psutil
 
     from factory.flow import run_distill
 
-    # The driver's RSS before the run: what this process already holds from preparing the samples (retained
-    # allocator arenas included), so its peak during the run can be read net of the benchmark's own work.
+    # The driver's RSS before the run: what this process already holds (earlier runs, retained allocator arenas),
+    # so its peak during the run can be read net of it.
     driver_at_start = psutil.Process().memory_info().rss
     sampler = RssSampler()
     sampler.start()
@@ -222,13 +232,13 @@ def measure(n_samples: int, median_words: int, max_words: int) -> dict:
         synthetic_samples.write_prompts_jsonl(synthetic_samples.eval_set(seed=EVAL_SEED), tmp / "eval.jsonl")
         cfg = parse_config(_config(tmp, tokenizer_dir))
         started = time.perf_counter()
-        _write_generation(cfg, prompt_rows, median_words, max_words)
+        _prepare(cfg, prompt_rows, median_words, max_words)
         prepared = time.perf_counter() - started
         first = _timed_run(cfg, incremental=False)
         extra = synthetic_samples.prompts(len(prompt_rows) // 10, seed=EVAL_SEED + 1)
         extra = [{**row, "id": f"new-{row['id']}"} for row in extra]
         synthetic_samples.write_prompts_jsonl(prompt_rows + extra, tmp / "prompts.jsonl")
-        _write_generation(cfg, extra, median_words, max_words)
+        _prepare(cfg, extra, median_words, max_words)
         refresh = _timed_run(cfg, incremental=True)
     return {"n": n_samples, "prepare_s": round(prepared, 1), "run": first, "refresh": refresh}
 
