@@ -64,10 +64,11 @@ class TinySpec:
     (the held-out problems of the recorded figures stay unseen)."""
     slip_steps: int = 120
     """Further teacher SFT steps on chains with forgotten carries: it learns to slip now and then."""
-    carry_slip_rate: float = 0.2
-    """Share of carrying steps written with the carry forgotten in the slip steps' chains: 0.2 gave a sampled
-    pass@1 of 0.76 and pass@8 0.96 (build 882ad43a; issue 17 asks 0.5-0.7 and >= 0.9); 0.3 gave 0.40 on spec 4,
-    whose teacher also confused operands."""
+    carry_slip_rate: float = 0.25
+    """Share of carrying steps written with the carry forgotten in the slip steps' chains (issue 17 asks sampled
+    pass@1 0.5-0.7 and pass@8 >= 0.9). From one clean teacher of spec 6 (AMD EPYC, 2026-12-03), pass@1 / pass@8:
+    0.2 gave 0.76 / 0.96, 0.24 0.67 / 0.95, 0.27 0.57 / 0.935, 0.3 0.47 / 0.905; 0.25 sits mid-band, so CPUs whose
+    kernels shift the figures by a few points stay inside it."""
     batch_size: int = 16
     """Sequences per teacher SFT step (more, smaller steps learn the look-up sooner per second)."""
     learning_rate: float = 3e-3
