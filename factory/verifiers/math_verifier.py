@@ -99,46 +99,46 @@ class MathVerifier:
         one. On a timeout or a dead child the sample being judged gets its ``timeout``/``error`` verdict, the
         child is killed, and the rest go to a fresh child."""
         results: list[VerdictResult | None] = [None] * len(pairs)
-        todo, requests = [], {}
+        todo: list[tuple[int, bytes]] = []  # (index into pairs, its request line), in order
         for index, (answer, reference) in enumerate(pairs):
             predicted = extract_final_answer(answer)
             if predicted is None and reference_answer(reference) is not None:
                 results[index] = _result("no_answer", "no \\boxed{} or #### answer")  # skip the round trip
             else:
-                todo.append(index)
-                requests[index] = json.dumps({"predicted": predicted, "reference": reference}).encode() + b"\n"
+                todo.append((index, json.dumps({"predicted": predicted, "reference": reference}).encode() + b"\n"))
         while todo:
-            todo = self._judge_in_one_child(pairs, todo, [requests[i] for i in todo], results)
+            todo = self._judge_in_one_child(pairs, todo, results)
         return results
 
-    def _judge_in_one_child(self, pairs, todo: list[int], requests: list[bytes], results: list) -> list[int]:
-        """Judge ``todo`` (whose request lines are ``requests``) in one child until done or it fails; return the
-        indexes it left unjudged."""
+    def _judge_in_one_child(self, pairs, todo: list[tuple[int, bytes]], results: list) -> list[tuple[int, bytes]]:
+        """Judge ``todo`` ((index, request line) pairs) in one child until done or it fails; return what it left
+        unjudged."""
         sent = done = in_flight = 0
         try:
             proc = self._ensure_worker()
             while done < len(todo):
-                while sent < len(todo) and (sent == done or in_flight + len(requests[sent]) <= PIPELINE_BYTES):
-                    proc.stdin.write(requests[sent])
-                    in_flight += len(requests[sent])
+                while sent < len(todo) and (sent == done or in_flight + len(todo[sent][1]) <= PIPELINE_BYTES):
+                    proc.stdin.write(todo[sent][1])
+                    in_flight += len(todo[sent][1])
                     sent += 1
                 proc.stdin.flush()
-                line = self._reply(proc, pairs[todo[done]])
+                line = self._reply(proc, pairs[todo[done][0]])
                 if line is None:
                     self._kill()
-                    results[todo[done]] = _result("timeout", f"no verdict within {self.timeout_s}s")
+                    results[todo[done][0]] = _result("timeout", f"no verdict within {self.timeout_s}s")
                     return todo[done + 1:]
-                results[todo[done]] = VerdictResult(**json.loads(line))
-                in_flight -= len(requests[done])
+                results[todo[done][0]] = VerdictResult(**json.loads(line))
+                in_flight -= len(todo[done][1])
                 done += 1
         except (OSError, ValueError) as exc:
             self._kill()
-            results[todo[done]] = _result("error", f"math worker failed: {type(exc).__name__}: {exc}")
+            results[todo[done][0]] = _result("error", f"math worker failed: {type(exc).__name__}: {exc}")
             return todo[done + 1:]
         return []
 
     def _reply(self, proc: subprocess.Popen, pair: tuple[str | None, str | None]) -> bytes | None:
-        """The reply line to ``pair`` (the oldest request unanswered), or None past its limit."""
+        """The reply line to ``pair`` (the oldest request unanswered), or None past its limit. (``pair`` is for
+        subclasses that inject faults per sample.)"""
         return self._read_line(proc, time.monotonic() + self.timeout_s)
 
     def _ensure_worker(self) -> subprocess.Popen:
