@@ -228,7 +228,9 @@ class Pipeline:
     def __init__(self, stages: list[type[Stage]], cfg: "FactoryConfig", run: RunContext):
         self.stages = [stage(cfg, run) for stage in stages if stage.enabled(cfg)]
         self.run = run
-        self._outputs: list[StageOutput] = []
+        self._stats: list[dict | Callable[[], dict] | None] = []
+        """Each applied stage's stats, not its :class:`StageOutput`: holding a stage's output dataset would pin the
+        blocks a barrier stage materialised (every row, text included) in the object store until the run ends."""
 
     def check(self, available: set[str]) -> set[str]:
         """:func:`check_assembly` over the enabled stages."""
@@ -244,7 +246,7 @@ class Pipeline:
             checked = checked.map_batches(_count, batch_format="pyarrow",
                                           fn_kwargs={"stage": stage.name, "meter": self.run.meter, "side": "in"})
             output = stage.apply(checked)
-            self._outputs.append(output)
+            self._stats.append(output.stats)
             ds = output.ds.map_batches(_count, batch_format="pyarrow",
                                        fn_kwargs={"stage": stage.name, "meter": self.run.meter, "side": "out"})
         return ds
@@ -254,13 +256,13 @@ class Pipeline:
         :meth:`apply` returned has executed."""
         import ray
 
-        if not self._outputs:
+        if not self._stats:
             return []
 
         measured = ray.get(self.run.meter.snapshot.remote())
         records = []
-        for stage, output in zip(self.stages, self._outputs, strict=True):
-            stats = output.stats() if callable(output.stats) else output.stats
+        for stage, stats in zip(self.stages, self._stats, strict=True):
+            stats = stats() if callable(stats) else stats
             m = measured.get(stage.name, {})
             records.append(StageRecord(
                 name=stage.name, section=stage.section, barrier=stage.barrier, requires=list(stage.requires),
