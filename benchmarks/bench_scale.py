@@ -14,7 +14,8 @@ run starts: what earlier runs left in this process; the samples are prepared in 
 role (the largest process of each role, and how many there were; also less its resident shared pages, which
 include the object-store objects a worker reads zero-copy), the CPU seconds each role used (sampled: busy seconds
 count a batch's wall time, waiting for a core included; ``math_worker`` is verification's judging), the object
-store's peak use and the bytes spilled and restored; then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per
+store's peak use and the bytes spilled and restored, and a timeline of the driver's memory (RSS, private, Python heap
+blocks; every 5 s); then the growth ratio per doubling of N and the goals, met or not. The issue's goals: total time per
 doubling <= 2.3x, every process's peak RSS at the largest N <= 1.25x its value at the smallest, every CPU stage
 except verify >= 2,000 rows/s at the largest N, verify >= 0.8x the standalone rate per core x cores (compared per
 core: rows per busy second, busy seconds being summed over workers).
@@ -37,6 +38,7 @@ import pyarrow as pa
 
 SAMPLES_PER_PROMPT = 4
 CHUNK_PROMPTS = 512
+TIMELINE_TICKS = 10  # the driver's memory timeline: one point every 10 samples (5 s)
 EVAL_SEED = 7
 
 
@@ -70,6 +72,10 @@ class RssSampler(threading.Thread):
         self.cpu: dict[str, float] = defaultdict(float)  # CPU seconds (user + system) per role, by sampled deltas
         self._cpu_seen: dict[int, float] = {}
         self.store = {"used_peak": 0, "spilled": 0, "restored": 0}
+        # the driver every TIMELINE_TICKS samples: [seconds since start, RSS MB, private MB, Python heap blocks
+        # in thousands], to tell growth that follows the run's progress (per-block or per-task bookkeeping)
+        # from a step at one barrier, and Python objects from native memory (Ray's core worker, Arrow)
+        self.driver_timeline: list[list[float]] = []
 
     def run(self) -> None:
         import psutil
@@ -96,6 +102,10 @@ class RssSampler(threading.Thread):
                 self.peaks[role] = max(self.peaks[role], memory.rss)
                 self.private[role] = max(self.private[role], memory.rss - getattr(memory, "shared", 0))
                 self.processes[role].add(proc.pid)
+                if role == "driver" and tick % TIMELINE_TICKS == 0:
+                    self.driver_timeline.append([round(tick * self.interval), round(memory.rss / 2**20),
+                                                 round((memory.rss - getattr(memory, "shared", 0)) / 2**20),
+                                                 round(sys.getallocatedblocks() / 1000)])
             if tick % 4 == 0:
                 self._store_stats()
             tick += 1
@@ -116,11 +126,11 @@ class RssSampler(threading.Thread):
         self.store["spilled"] = max(self.store["spilled"], stats.spilled_bytes_total)
         self.store["restored"] = max(self.store["restored"], stats.restored_bytes_total)
 
-    def stop(self) -> tuple[dict, dict, dict, dict, dict]:
+    def stop(self) -> tuple[dict, dict, dict, dict, dict, list]:
         self._done.set()
         self.join()
         return (dict(self.peaks), dict(self.private), {role: len(pids) for role, pids in self.processes.items()},
-                dict(self.store), dict(self.cpu))
+                dict(self.store), dict(self.cpu), self.driver_timeline)
 
 
 def verify_baseline(median_words: int, max_words: int, seconds: float = 20.0) -> dict:
@@ -207,7 +217,7 @@ def _timed_run(cfg, incremental: bool) -> dict:
     started = time.perf_counter()
     summary = run_distill(cfg, incremental=incremental)
     seconds = time.perf_counter() - started
-    peaks, private, processes, store, cpu = sampler.stop()
+    peaks, private, processes, store, cpu, driver_timeline = sampler.stop()
     stages = {s["name"]: {"rows_in": s.get("rows_in"), "rows_out": s.get("rows_out"), "busy_s": s.get("busy_s"),
                           "wall_s": s.get("wall_s")} for s in summary.stages}
     return {"seconds": round(seconds, 1), "stages": stages, "driver_rss_at_start_mb": round(driver_at_start / 2**20),
@@ -216,7 +226,8 @@ def _timed_run(cfg, incremental: bool) -> dict:
             "cpu_s": {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda item: -item[1])},
             "object_store_peak_mb": round(store["used_peak"] / 2**20),
             "spilled_mb": round(store["spilled"] / 2**20), "restored_mb": round(store["restored"] / 2**20),
-            "kept": json.loads(Path(summary.manifest).read_text())["num_rows"]}
+            "kept": json.loads(Path(summary.manifest).read_text())["num_rows"],
+            "driver_timeline": driver_timeline}
 
 
 def measure(n_samples: int, median_words: int, max_words: int) -> dict:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = pytest.mark.isolated
+# the module fixture runs the whole demo (`subprocess.run(..., timeout=1500)`) in its first test's setup, on cores
+# the first pytest process shares: the default per-test timeout (900 s) would cut it short
+pytestmark = [pytest.mark.isolated, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 PLANTED = {"planted-verbatim", "planted-reworded"}
 FILTERS = ("decontam_prompts", "quality", "rejection", "dedup")
