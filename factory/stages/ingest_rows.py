@@ -185,6 +185,8 @@ def convert(source: "PromptSource", number: int, record: dict | str) -> dict | s
                 raise _Bad(f"bad_reference: no '####' in {source.reference_field}")
             reference = match.group(1).replace(",", "")
         tests = _text(record, source.tests_field, required=source.task == "code")
+        if source.task == "code" and not tests.strip():  # blank tests can never verify a code sample
+            raise _Bad(f"empty_field: {source.tests_field}")
         entry_point = _text(record, source.entry_point_field, required=False)
     except _Bad as bad:
         return str(bad)
