@@ -185,6 +185,7 @@ def test_byte_order_mark_inside_a_file_is_invalid_json(tmp_path):
         ({"prompt": "q", "id": 1.5}, {"id_field": "id"}, "not_text: id has type number"),
         ({"prompt": "q", "test": 3}, {"task": "code", "tests_field": "test"}, "not_text: test has type number"),
         ({"prompt": "q", "test": None}, {"task": "code", "tests_field": "test"}, "missing_field: test is null"),
+        ({"prompt": "q", "test": " "}, {"task": "code", "tests_field": "test"}, "empty_field: test"),
         ({"prompt": "q", "test": "t", "entry": ["f"]}, {"task": "code", "tests_field": "test", "entry_point_field": "entry"},
          "not_text: entry has type array"),
     ],
