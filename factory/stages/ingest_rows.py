@@ -142,8 +142,10 @@ class _Bad(Exception):
     """A row's problem (the reason text); raised by the field readers, caught per row."""
 
 
-def _text(record: dict, name: str | None, *, required: bool, numbers: tuple[type, ...] = ()) -> str | None:
-    """The text of field ``name`` (None when unconfigured, or null and not ``required``)."""
+def _text(record: dict, name: str | None, *, required: bool, numbers: tuple[type, ...] = (),
+          blank_ok: bool = True) -> str | None:
+    """The text of field ``name`` (None when unconfigured, or null and not ``required``); with
+    ``blank_ok=False`` a value of only whitespace is an ``empty_field``."""
     if not name:
         return None
     if name not in record:
@@ -162,6 +164,8 @@ def _text(record: dict, name: str | None, *, required: bool, numbers: tuple[type
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise _Bad(f"invalid_text: {name} has an unpaired surrogate U+{ord(value[e.start]):04X} at character {e.start}")
+    if not blank_ok and not value.strip():
+        raise _Bad(f"empty_field: {name}")
     return value
 
 
@@ -175,18 +179,15 @@ def convert(source: "PromptSource", number: int, record: dict | str) -> dict | s
         prompt = _text(record, source.prompt_field, required=True)
         if not prompt.strip():
             raise _Bad(f"empty_prompt: {source.prompt_field}")
-        given_id = _text(record, source.id_field, required=True, numbers=(int,))
-        if given_id is not None and not given_id.strip():
-            raise _Bad(f"empty_field: {source.id_field}")
+        given_id = _text(record, source.id_field, required=True, numbers=(int,), blank_ok=False)
         reference = _text(record, source.reference_field, required=False, numbers=(int, float))
         if reference is not None and source.reference_format == "gsm8k":
             match = _GSM8K_ANSWER.search(reference)
             if not match:
                 raise _Bad(f"bad_reference: no '####' in {source.reference_field}")
             reference = match.group(1).replace(",", "")
-        tests = _text(record, source.tests_field, required=source.task == "code")
-        if source.task == "code" and not tests.strip():  # blank tests can never verify a code sample
-            raise _Bad(f"empty_field: {source.tests_field}")
+        code = source.task == "code"  # blank tests could never verify a code sample
+        tests = _text(record, source.tests_field, required=code, blank_ok=not code)
         entry_point = _text(record, source.entry_point_field, required=False)
     except _Bad as bad:
         return str(bad)

@@ -197,6 +197,12 @@ def test_bad_optional_field_names_the_field_and_problem(tmp_path, record, option
     assert f"s row 1: {reason}" in str(err.value)
 
 
+def test_code_source_without_a_tests_field_ingests_with_no_tests(tmp_path):
+    """Only a configured tests field must be non-blank; a code source may leave it unset."""
+    table = ingest(_cfg(_jsonl(tmp_path / "p.jsonl", [b'{"prompt": "write f"}']), task="code")).table
+    assert table.column("tests").to_pylist() == [None]
+
+
 def test_integer_ids_and_numeric_references_are_taken_as_their_text(tmp_path):
     path = _jsonl(tmp_path / "p.jsonl", [b'{"id": 17, "prompt": "q", "answer": 42}', b'{"id": 18, "prompt": "r", "answer": 0.5}'])
     table = ingest(_cfg(path, id_field="id", reference_field="answer")).table
